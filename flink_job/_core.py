@@ -1,0 +1,322 @@
+"""The resolver core: what happens to one Kafka message, whatever engine runs it.
+
+Both the in-process runner (:func:`flink_job.testing.replay`) and the Flink operators call
+:class:`ResolverCore`, so keying, initial state, state saving, output rows and dead letters
+are the same code everywhere.
+
+Per message: ``decode`` (size, parse, validate, key) -> ``apply`` (load or create the key's
+state, run the resolver, encode the new state, build the feature row). A failure at any step
+becomes a :class:`DeadLetter`; the key's stored state is replaced only after the resolver
+returned and the new state encoded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import traceback
+from typing import Any
+
+import pydantic
+import pydantic_core
+
+from flink_job.errors import StateSchemaError
+from flink_job.features import feature_set
+from flink_job.streams import Resolver
+
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+_MAX_ERROR_CHARS = 2000
+
+HEADER_RESOLVER = "resolver"
+DLQ_ERROR_CLASS = "dlq.error.class"
+DLQ_ERROR_MESSAGE = "dlq.error.message"
+DLQ_RESOLVER = "dlq.resolver"
+DLQ_SOURCE_TOPIC = "dlq.source.topic"
+DLQ_SOURCE_PARTITION = "dlq.source.partition"
+DLQ_SOURCE_OFFSET = "dlq.source.offset"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A Kafka record as read: value and key bytes plus where it came from."""
+
+    value: bytes | None
+    key: bytes | None = None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    timestamp: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that produced no row, with why. Goes to the dead-letter topic as is."""
+
+    resolver: str
+    error_class: str
+    error: str
+    message: RawMessage
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The original headers plus ``dlq.*`` headers naming the error and the provenance."""
+        m = self.message
+        return [
+            *m.headers,
+            (DLQ_ERROR_CLASS, self.error_class.encode()),
+            (DLQ_ERROR_MESSAGE, self.error[:_MAX_ERROR_CHARS].encode("utf-8", "replace")),
+            (DLQ_RESOLVER, self.resolver.encode()),
+            (DLQ_SOURCE_TOPIC, m.topic.encode()),
+            (DLQ_SOURCE_PARTITION, str(m.partition).encode()),
+            (DLQ_SOURCE_OFFSET, str(m.offset).encode()),
+        ]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeatureRow:
+    """One output record: key = JSON of the primary-key value, value = JSON feature object."""
+
+    resolver: str
+    key: bytes | None
+    value: bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.value)
+        return result
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decoded:
+    """A message that parsed: its state key, the event and the key feature values."""
+
+    key: str
+    event: Any
+    key_values: tuple[Any, ...]
+
+
+@dataclasses.dataclass(slots=True)
+class Applied:
+    """The result of running the resolver on one decoded message."""
+
+    row: FeatureRow | None
+    state: Any  # the state object after the resolver (None for stateless resolvers)
+    encoded: bytes | None  # what to store for the key (None: nothing to store)
+
+
+class Skip:
+    """``parse=`` returned ``None``: the message is skipped on purpose (not a dead letter)."""
+
+
+SKIP = Skip()
+
+
+def canonical_key(values: tuple[Any, ...]) -> str:
+    """The state key for key feature values: typed, canonical, never pickled.
+
+    One string value is itself; any other single value is its JSON; several values are a JSON
+    array. Within one resolver the key fields have fixed types, so the mapping is one-to-one.
+    """
+    if len(values) == 1:
+        v = values[0]
+        if type(v) is str:
+            return v
+        return pydantic_core.to_json(v).decode()
+    return pydantic_core.to_json(list(values)).decode()
+
+
+class ResolverCore:
+    """Engine-agnostic processing of one resolver's messages (see the module docstring)."""
+
+    def __init__(self, resolver: Resolver[Any, Any], max_message_bytes: int | None = None) -> None:
+        self.resolver = resolver
+        self.name = resolver.name
+        self.max_message_bytes = (
+            max_message_bytes or resolver.source.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
+        )
+        self._validate = _validator(resolver.parse_input or resolver.message_type)
+        self._parse = resolver.parse
+        self._key_paths = tuple(k.path for k in resolver.keys)
+        self._key_fqns = tuple(k.feature.fqn for k in resolver.keys)
+        self._state = resolver.state
+        self._codec = resolver.state.codec if resolver.state else None
+        self._output = resolver.output
+        self._primary = resolver.output.primary.fqn if resolver.output.primary else None
+        self._allowed = {f.fqn for f in resolver.output.allowed}
+        self._allowed_names = {(f.owner, f.name) for f in resolver.output.allowed}
+
+    @property
+    def stateful(self) -> bool:
+        return self._state is not None
+
+    # -- decode -----------------------------------------------------------------------------
+    def decode(self, msg: RawMessage) -> Decoded | DeadLetter | Skip:
+        """Parse and key one message. Never raises."""
+        value = msg.value
+        if not value:
+            return self._dead(msg, "EmptyMessage", "message value is empty or null")
+        if len(value) > self.max_message_bytes:
+            return self._dead(
+                msg, "MessageTooLarge",
+                f"message is {len(value)} bytes, over the limit of {self.max_message_bytes} "
+                "(raise max_message_bytes on the KafkaSource to accept it)",
+            )  # fmt: skip
+        try:
+            event = self._validate(value)
+        except (pydantic.ValidationError, ValueError) as e:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError as ue:
+                return self._dead(msg, "NotUtf8", f"message is not UTF-8: {ue}")
+            kind = "MalformedJson" if _is_json_syntax_error(e) else "SchemaViolation"
+            return self._dead(msg, kind, _describe(e))
+        if self._parse is not None:
+            try:
+                event = self._parse(event)
+            except Exception as e:
+                return self._dead(msg, "ParseError", f"parse= raised {_exc(e)}")
+            if event is None:
+                return SKIP
+            if not isinstance(event, self.resolver.message_type):
+                return self._dead(
+                    msg, "ParseError",
+                    f"parse= returned {type(event).__qualname__}, expected "
+                    f"{self.resolver.message_type.__qualname__} or None",
+                )  # fmt: skip
+        if self._key_paths:
+            values = []
+            for path, dotted in zip(self._key_paths, self.resolver.keys):
+                v: Any = event
+                for part in path:
+                    v = getattr(v, part, None)
+                    if v is None:
+                        break
+                if v is None:
+                    return self._dead(
+                        msg, "MissingKey", f"key attribute {dotted.dotted!r} is missing or null"
+                    )
+                values.append(v)
+            key_values = tuple(values)
+            return Decoded(canonical_key(key_values), event, key_values)
+        if msg.key is None:
+            return self._dead(
+                msg, "MissingKey",
+                "record has no Kafka key and the resolver has no keys= to re-key by",
+            )  # fmt: skip
+        try:
+            key = msg.key.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return self._dead(msg, "MissingKey", f"Kafka record key is not UTF-8: {e}")
+        return Decoded(key, event, ())
+
+    # -- apply ------------------------------------------------------------------------------
+    def new_state(self) -> Any:
+        """A fresh initial state (only for stateful resolvers)."""
+        assert self._state is not None
+        return self._state.initial()
+
+    def load_state(self, stored: bytes | None) -> Any:
+        """The key's state from its stored bytes, or a fresh initial state."""
+        if stored is None:
+            return self.new_state()
+        assert self._codec is not None
+        return self._codec.decode(stored)
+
+    def apply(self, d: Decoded, state: Any, msg: RawMessage) -> Applied | DeadLetter:
+        """Run the resolver on a decoded message with the key's current ``state`` object.
+
+        On success the returned ``encoded`` bytes are what the key's state must become. On a
+        dead letter the caller keeps the old stored state (``state`` may have been mutated).
+        """
+        try:
+            if self._state is not None:
+                result = self.resolver.fn(d.event, state)
+            else:
+                result = self.resolver.fn(d.event)
+        except Exception as e:
+            return self._dead(msg, "ResolverError", f"resolver raised {_exc(e)}")
+        try:
+            row = self._row(result, d)
+            encoded = self._codec.encode(state) if self._codec is not None else None
+        except _OutputError as e:
+            return self._dead(msg, "OutputError", str(e))
+        except Exception as e:
+            return self._dead(msg, "StateEncodeError", f"state cannot be stored: {_exc(e)}")
+        return Applied(row, state, encoded)
+
+    def process(self, msg: RawMessage, stored: bytes | None) -> Applied | DeadLetter | Skip:
+        """``decode`` then ``apply`` with the key's stored bytes: the whole per-message step."""
+        d = self.decode(msg)
+        if not isinstance(d, Decoded):
+            return d
+        try:
+            state = self.load_state(stored) if self._state is not None else None
+        except StateSchemaError:
+            raise  # the savepoint does not fit the code: stop loudly, never drop state
+        return self.apply(d, state, msg)
+
+    def _row(self, result: Any, d: Decoded) -> FeatureRow | None:
+        if result is None:
+            return None
+        fs = feature_set(type(result))
+        if fs is None:
+            raise _OutputError(
+                f"resolver {self.name!r} returned {type(result).__qualname__}, not features; "
+                f"it may return: {self._output.describe()}"
+            )
+        values = result.__dict__
+        outside = [n for n in values if (fs.cls, n) not in self._allowed_names]
+        if outside:
+            raise _OutputError(
+                f"resolver {self.name!r} returned features outside its declared output: "
+                f"{', '.join(f'{fs.namespace}.{n}' for n in outside)}; it may return: "
+                f"{self._output.describe()}"
+            )
+        ns = fs.namespace
+        row: dict[str, Any] = {f"{ns}.{n}": v for n, v in values.items()}
+        for fqn, v in zip(self._key_fqns, d.key_values):
+            row.setdefault(fqn, v)
+        key = (
+            pydantic_core.to_json(row[self._primary])
+            if self._primary is not None and self._primary in row
+            else None
+        )
+        return FeatureRow(self.name, key, pydantic_core.to_json(row))
+
+    def _dead(self, msg: RawMessage, kind: str, error: str) -> DeadLetter:
+        return DeadLetter(self.name, kind, error, msg)
+
+
+class _OutputError(Exception):
+    pass
+
+
+def _validator(tp: type) -> Any:
+    if tp is bytes:
+        return lambda b: bytes(b)
+    if tp is str:
+        return lambda b: b.decode("utf-8")
+    if issubclass(tp, pydantic.BaseModel):
+        return tp.model_validate_json
+    return pydantic.TypeAdapter(tp).validate_json
+
+
+def _is_json_syntax_error(e: Exception) -> bool:
+    if isinstance(e, pydantic.ValidationError):
+        return any(err["type"] == "json_invalid" for err in e.errors())
+    return False
+
+
+def _describe(e: Exception) -> str:
+    if isinstance(e, pydantic.ValidationError):
+        parts = []
+        for err in e.errors()[:5]:
+            loc = ".".join(str(p) for p in err["loc"]) or "<message>"
+            parts.append(f"{loc}: {err['msg']}")
+        return f"{e.title}: " + "; ".join(parts)
+    return _exc(e)
+
+
+def _exc(e: BaseException) -> str:
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
+    return f"{type(e).__name__}: {e}{where}"

@@ -1,0 +1,307 @@
+"""State encoding: a versioned envelope of the state's fields, never a pickle of its class.
+
+Encoded form: ``pickle((ENVELOPE_VERSION, fingerprint, {field: plain value}))`` where plain
+values are builtins (str, int, float, bool, None, bytes, list, tuple, set, frozenset, dict),
+``datetime``/``date``/``time``/``timedelta``, ``Decimal`` and ``UUID``; nested dataclasses and
+models become dicts of their fields, enums their values. Decoding uses a restricted unpickler
+that refuses every other global, so stored bytes cannot name a class or run code.
+
+``fingerprint`` hashes the state class's schema. When it matches, decoding rebuilds objects
+directly (fast path). When it differs (the class changed since the state was written), the
+stored fields are validated into the current class with pydantic: new fields take their
+defaults, removed fields are dropped, and values that no longer fit fail with a
+:class:`StateSchemaError` naming the resolver and field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import hashlib
+import io
+import pickle
+import types
+import typing
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+
+from flink_job.errors import ResolverDefinitionError, StateSchemaError
+
+ENVELOPE_VERSION = 1
+
+Conv = Callable[[Any], Any] | None  # None means: the value is already plain, keep it as is
+
+_SCALARS: tuple[type, ...] = (
+    str, int, float, bool, bytes, type(None),
+    dt.datetime, dt.date, dt.time, dt.timedelta, decimal.Decimal, uuid.UUID,
+)  # fmt: skip
+_ALLOWED_GLOBALS = {
+    ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"),
+    ("datetime", "timedelta"), ("datetime", "timezone"), ("decimal", "Decimal"),
+    ("uuid", "UUID"), ("builtins", "set"), ("builtins", "frozenset"),
+    ("builtins", "bytearray"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+}  # fmt: skip
+
+
+class _StateUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"state envelope refers to {module}.{name}; refused")
+
+
+def _loads(data: bytes) -> Any:
+    return _StateUnpickler(io.BytesIO(data)).load()
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _fields_of(cls: type) -> dict[str, Any]:
+    """Field name -> resolved annotation, for a dataclass or pydantic model."""
+    if _is_model(cls):
+        return {n: f.annotation for n, f in cls.model_fields.items()}  # type: ignore[attr-defined]
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
+
+
+class _Unsupported(Exception):
+    def __init__(self, tp: Any) -> None:
+        self.tp = tp
+
+
+class _Compiler:
+    """Compiles a state class into (to_plain, from_plain) converters and a schema description."""
+
+    def __init__(self) -> None:
+        self._classes: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
+        self._describing: set[type] = set()
+
+    def describe(self, tp: Any) -> str:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            return self.describe(typing.get_args(tp)[0])
+        if origin is not None:
+            args = ",".join(self.describe(a) for a in typing.get_args(tp))
+            return f"{getattr(origin, '__qualname__', repr(origin))}[{args}]"
+        if _is_model(tp) or _is_dataclass_type(tp):
+            if tp in self._describing:
+                return tp.__qualname__
+            self._describing.add(tp)
+            body = ";".join(f"{n}:{self.describe(a)}" for n, a in _fields_of(tp).items())
+            self._describing.discard(tp)
+            return f"{tp.__module__}.{tp.__qualname__}{{{body}}}"
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            return f"{tp.__qualname__}({','.join(repr(m.value) for m in tp)})"
+        return getattr(tp, "__qualname__", repr(tp))
+
+    def convs(self, tp: Any) -> tuple[Conv, Conv]:
+        """(to_plain, from_plain) for values of type ``tp``."""
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if tp is Any or tp is object:
+            return _generic_to_plain, None
+        if origin is typing.Annotated:
+            return self.convs(args[0])
+        if origin is typing.Literal:
+            return None, None
+        if origin in (typing.Union, types.UnionType):
+            pairs = [self.convs(a) for a in args]
+            if all(p == (None, None) for p in pairs):
+                return None, None
+            adapter = pydantic.TypeAdapter(tp)
+            return _generic_to_plain, adapter.validate_python
+        if origin in (list, set, frozenset, typing.Sequence, typing.AbstractSet):
+            to, frm = self.convs(args[0]) if args else (_generic_to_plain, None)
+            kind = list if origin in (list, typing.Sequence) else origin
+            if kind is typing.AbstractSet:
+                kind = set
+            if to is None and frm is None:
+                return None, None
+            # Elements become plain lists (dicts are unhashable); rebuilt into the container.
+            return (
+                (lambda v, to=to: [to(x) if to else x for x in v]),
+                (lambda v, frm=frm, kind=kind: kind(frm(x) if frm else x for x in v)),
+            )
+        if origin is tuple:
+            if len(args) == 2 and args[1] is Ellipsis:
+                to, frm = self.convs(args[0])
+                if to is None and frm is None:
+                    return None, None
+                return (
+                    (lambda v, to=to: tuple(to(x) if to else x for x in v)),
+                    (lambda v, frm=frm: tuple(frm(x) if frm else x for x in v)),
+                )
+            pairs = [self.convs(a) for a in args]
+            if all(p == (None, None) for p in pairs):
+                return None, None
+            return (
+                (lambda v, ps=pairs: tuple(p[0](x) if p[0] else x for p, x in zip(ps, v))),
+                (lambda v, ps=pairs: tuple(p[1](x) if p[1] else x for p, x in zip(ps, v))),
+            )
+        if origin in (dict, typing.Mapping):
+            kt, vt = args if args else (Any, Any)
+            (kto, kfrm), (vto, vfrm) = self.convs(kt), self.convs(vt)
+            if kto is None and kfrm is None and vto is None and vfrm is None:
+                return None, None
+            return (
+                lambda v: {(kto(k) if kto else k): (vto(x) if vto else x) for k, x in v.items()},
+                lambda v: {(kfrm(k) if kfrm else k): (vfrm(x) if vfrm else x) for k, x in v.items()},
+            )
+        if origin is None and tp in (list, set, frozenset, tuple, dict):
+            return _generic_to_plain, None
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            return (lambda v: v.value), tp
+        if isinstance(tp, type) and issubclass(tp, _SCALARS):
+            return None, None
+        if _is_model(tp) or _is_dataclass_type(tp):
+            return self.class_convs(tp)
+        raise _Unsupported(tp)
+
+    def class_convs(self, cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+        if cls in self._classes:
+            return self._classes[cls]
+        # Placeholders make recursive classes (a tree of nodes) resolve lazily.
+        cell: dict[str, Callable[[Any], Any]] = {}
+        self._classes[cls] = (lambda v: cell["to"](v), lambda v: cell["from"](v))
+        plan = [(name, *self.convs(ann)) for name, ann in _fields_of(cls).items()]
+
+        def to_plain(obj: Any) -> dict[str, Any]:
+            return {n: (to(getattr(obj, n)) if to else getattr(obj, n)) for n, to, _ in plan}
+
+        if _is_model(cls):
+
+            def from_plain(d: dict[str, Any]) -> Any:
+                return cls.model_construct(  # type: ignore[attr-defined]
+                    **{n: (frm(d[n]) if frm else d[n]) for n, _, frm in plan}
+                )
+        else:
+            setter = object.__setattr__
+
+            def from_plain(d: dict[str, Any]) -> Any:
+                obj = object.__new__(cls)
+                for n, _, frm in plan:
+                    setter(obj, n, frm(d[n]) if frm else d[n])
+                return obj
+
+        cell["to"], cell["from"] = to_plain, from_plain
+        self._classes[cls] = (to_plain, from_plain)
+        return to_plain, from_plain
+
+
+def _generic_to_plain(v: Any) -> Any:
+    """Plain form of a value whose type the schema does not pin down (``Any``, unions)."""
+    if isinstance(v, _SCALARS):
+        return v
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, list | tuple):
+        return type(v)(_generic_to_plain(x) for x in v)
+    if isinstance(v, set | frozenset):
+        return type(v)(_generic_to_plain(x) for x in v)
+    if isinstance(v, dict):
+        return {_generic_to_plain(k): _generic_to_plain(x) for k, x in v.items()}
+    if isinstance(v, pydantic.BaseModel):
+        return {n: _generic_to_plain(getattr(v, n)) for n in type(v).model_fields}
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _generic_to_plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    raise TypeError(
+        f"a value of type {type(v).__qualname__} cannot be stored in state; use builtins, "
+        "datetime, Decimal, UUID, enums, dataclasses or pydantic models"
+    )
+
+
+class StateCodec:
+    """Encodes and decodes one resolver's state objects (see the module docstring)."""
+
+    def __init__(self, cls: type, resolver: str, param: str = "state") -> None:
+        if not (_is_model(cls) or _is_dataclass_type(cls)):
+            raise ResolverDefinitionError(
+                f"resolver {resolver!r}: parameter {param!r} is State[{cls.__qualname__}], "
+                f"but {cls.__qualname__} is neither a dataclass nor a pydantic model; "
+                "fix: decorate it with @dataclass or subclass pydantic.BaseModel.",
+                resolver=resolver,
+                field=param,
+            )
+        self.cls = cls
+        self.resolver = resolver
+        compiler = _Compiler()
+        for name, ann in _fields_of(cls).items():
+            try:
+                compiler.convs(ann)
+            except _Unsupported as e:
+                raise ResolverDefinitionError(
+                    f"resolver {resolver!r}: state field {cls.__qualname__}.{name} has type "
+                    f"{e.tp!r}, which state cannot store; fix: use builtins, containers of "
+                    "them, datetime, Decimal, UUID, enums, dataclasses or pydantic models.",
+                    resolver=resolver,
+                    field=name,
+                ) from None
+        self._to_plain, self._from_plain = compiler.class_convs(cls)
+        self.fingerprint = hashlib.sha1(compiler.describe(cls).encode()).hexdigest()[:16]
+        self._adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(cls)
+        self._field_names = list(_fields_of(cls))
+
+    @property
+    def field_names(self) -> list[str]:
+        return list(self._field_names)
+
+    def encode(self, obj: Any) -> bytes:
+        """The envelope for ``obj``. Raises TypeError if a value cannot be stored."""
+        return pickle.dumps(
+            (ENVELOPE_VERSION, self.fingerprint, self._to_plain(obj)), protocol=5
+        )
+
+    def decode(self, data: bytes) -> Any:
+        """The state object stored in ``data``; :class:`StateSchemaError` if it no longer fits."""
+        try:
+            version, fingerprint, fields = _loads(data)
+        except Exception as e:
+            raise StateSchemaError(
+                f"resolver {self.resolver!r}: stored state is not a flink-job state envelope "
+                f"({type(e).__name__}: {e}); fix: restore from a savepoint written by flink-job.",
+                resolver=self.resolver,
+            ) from None
+        if version != ENVELOPE_VERSION:
+            raise StateSchemaError(
+                f"resolver {self.resolver!r}: stored state has envelope version {version!r}, "
+                f"this flink-job reads version {ENVELOPE_VERSION}; fix: upgrade flink-job.",
+                resolver=self.resolver,
+            )
+        if fingerprint == self.fingerprint:
+            return self._from_plain(fields)
+        return self.validate_fields(fields)
+
+    def validate_fields(self, fields: dict[str, Any]) -> Any:
+        """Validate plain ``fields`` into the current state class (schema-evolution path)."""
+        known = {k: v for k, v in fields.items() if k in self._field_names}
+        try:
+            return self._adapter.validate_python(known)
+        except pydantic.ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"]) or "?"
+            field = str(err["loc"][0]) if err["loc"] else None
+            got = fields.get(field) if field else None
+            raise StateSchemaError(
+                f"resolver {self.resolver!r}: stored state does not fit "
+                f"{self.cls.__qualname__}.{loc}: {err['msg']} (stored value: {got!r:.80}); "
+                "fix: give new fields a default, keep old field types compatible, or start "
+                "this resolver without the savepoint's state (rename it).",
+                resolver=self.resolver,
+                field=field,
+            ) from None
+
+    def plain(self, obj: Any) -> dict[str, Any]:
+        """The envelope's field dict for ``obj`` (used to check initial states)."""
+        result: dict[str, Any] = self._to_plain(obj)
+        return result

@@ -1,0 +1,91 @@
+"""Find resolvers: import a module (dotted name) or a Python file and collect its resolvers."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from flink_job.errors import ConfigError, FlinkJobError
+from flink_job.streams import Resolver
+
+__all__ = ["collect_resolvers", "import_target", "load_resolvers"]
+
+
+def import_target(target: str) -> ModuleType:
+    """Import ``target``: a path to a ``.py`` file, or a dotted module name."""
+    path = Path(target)
+    if target.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"no such file: {target}; fix: pass a .py file or a module name")
+        path = path.resolve()
+        name = path.stem
+        existing = sys.modules.get(name)
+        if existing is not None and getattr(existing, "__file__", None) == str(path):
+            return existing
+        # Importable by its stem (the file's folder goes on sys.path) so that workers and
+        # pickles name it the same way everywhere.
+        folder = str(path.parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"cannot import {target}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as e:
+        if e.name and target.startswith(e.name):
+            raise ConfigError(
+                f"cannot import {target!r}: no module named {e.name!r}; fix: pass a .py file "
+                "path, or run from the folder that holds the module (or install it)."
+            ) from None
+        raise
+
+
+def collect_resolvers(obj: Any) -> list[Resolver[Any, Any]]:
+    """The resolvers in a module, a resolver, or an iterable of either; names must be unique."""
+    found: list[Resolver[Any, Any]] = []
+    if isinstance(obj, Resolver):
+        found.append(obj)
+    elif isinstance(obj, ModuleType):
+        found.extend(v for v in vars(obj).values() if isinstance(v, Resolver))
+    else:
+        try:
+            items = list(obj)
+        except TypeError:
+            raise ConfigError(f"expected a resolver or a module of resolvers; got {obj!r}") from None
+        for item in items:
+            found.extend(collect_resolvers(item))
+    unique: dict[str, Resolver[Any, Any]] = {}
+    for r in found:
+        other = unique.get(r.name)
+        if other is not None and other is not r:
+            raise ConfigError(
+                f"two resolvers are named {r.name!r}; operator uids and state derive from the "
+                "name, so it must be unique. Fix: rename one, or pass name= to @stream.",
+                resolver=r.name,
+            )
+        unique[r.name] = r
+    return list(unique.values())
+
+
+def load_resolvers(target: str) -> list[Resolver[Any, Any]]:
+    """Import ``target`` and return its resolvers; an error if it has none."""
+    module = import_target(target)
+    resolvers = collect_resolvers(module)
+    if not resolvers:
+        raise FlinkJobError(
+            f"{target} defines no stream resolvers; fix: decorate functions with @stream(...)"
+        )
+    return resolvers
