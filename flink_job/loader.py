@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,8 +16,19 @@ from flink_job.streams import Resolver
 __all__ = ["collect_resolvers", "import_target", "load_resolvers"]
 
 
+_IMPORT_LOCK = threading.RLock()
+
+
 def import_target(target: str) -> ModuleType:
-    """Import ``target``: a path to a ``.py`` file, or a dotted module name."""
+    """Import ``target``: a path to a ``.py`` file, or a dotted module name.
+
+    Thread-safe: in Flink's thread mode several operators open in one interpreter at once.
+    """
+    with _IMPORT_LOCK:
+        return _import_target(target)
+
+
+def _import_target(target: str) -> ModuleType:
     path = Path(target)
     if target.endswith(".py") or path.is_file():
         if not path.is_file():

@@ -1,0 +1,98 @@
+"""Talk to the brokers before a job starts: reachability, topics. Uses confluent-kafka."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flink_job.errors import EnvironmentNotReadyError
+from flink_job.sources import Secret
+
+__all__ = ["check_reachable", "client_config", "ensure_topics"]
+
+# Java client property -> librdkafka property, for the settings the admin client needs.
+_RENAMES = {
+    "ssl.truststore.location": None,  # JKS/PEM truststores: handled below
+    "ssl.keystore.location": "ssl.keystore.location",
+    "ssl.keystore.password": "ssl.keystore.password",
+    "ssl.key.password": "ssl.key.password",
+    "security.protocol": "security.protocol",
+    "sasl.mechanism": "sasl.mechanisms",
+}
+
+
+def client_config(
+    bootstrap_servers: str,
+    properties: Mapping[str, str | Secret] | None = None,
+    sasl_username: str | None = None,
+    sasl_password: Secret | str | None = None,
+) -> dict[str, Any]:
+    """A librdkafka configuration equivalent to the job's Kafka client properties."""
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers}
+    for k, v in (properties or {}).items():
+        value = v.reveal() if isinstance(v, Secret) else v
+        if k in _RENAMES and _RENAMES[k]:
+            conf[str(_RENAMES[k])] = value
+        elif k == "ssl.truststore.location" and str(
+            (properties or {}).get("ssl.truststore.type", "")
+        ).upper() == "PEM":
+            conf["ssl.ca.location"] = value
+    if sasl_username is not None:
+        conf["sasl.username"] = sasl_username
+    if sasl_password is not None:
+        conf["sasl.password"] = (
+            sasl_password.reveal() if isinstance(sasl_password, Secret) else sasl_password
+        )
+    return conf
+
+
+def check_reachable(bootstrap_servers: str, timeout: float = 3.0) -> None:
+    """Raise :class:`EnvironmentNotReadyError` unless some broker accepts a TCP connection."""
+    errors = []
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "localhost", int(port)), timeout=timeout):
+                return
+        except (OSError, ValueError) as e:
+            errors.append(f"{server}: {e}")
+    raise EnvironmentNotReadyError(
+        f"Kafka broker unreachable at {bootstrap_servers} ({'; '.join(errors)}); fix: start "
+        "the local broker with `flink-job kafka start`, or pass --bootstrap-servers HOST:PORT"
+    )
+
+
+def ensure_topics(
+    conf: Mapping[str, Any], topics: Iterable[str], partitions: int = 1, timeout: float = 30.0
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the ones created."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({**conf, "error_cb": _ignore})
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as e:
+        raise EnvironmentNotReadyError(
+            f"cannot list topics on {conf.get('bootstrap.servers')}: {e.args[0]}; fix: check "
+            "the broker and the source's security settings"
+        ) from None
+    missing = sorted(set(topics) - existing)
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in missing],
+        operation_timeout=timeout,
+    )
+    for topic, fut in futures.items():
+        try:
+            fut.result(timeout)
+        except KafkaException as e:
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise EnvironmentNotReadyError(f"cannot create topic {topic!r}: {e}") from None
+    return missing
+
+
+def _ignore(err: Any) -> None:
+    """librdkafka logs transient errors itself; the calls above report what matters."""

@@ -1,0 +1,178 @@
+"""``flink-job``: run, submit, stop and inspect resolver jobs; manage local Kafka and Flink.
+
+Errors users will meet print one line on stderr with the fix and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from flink_job.errors import FlinkJobError
+
+__all__ = ["main"]
+
+
+def _add_job_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="a .py file or a module name holding @stream resolvers")
+    p.add_argument("--from-savepoint", metavar="PATH", help="restore state and offsets")
+    p.add_argument(
+        "--allow-non-restored-state",
+        action="store_true",
+        help="restore even if the savepoint holds state of resolvers that no longer exist",
+    )
+    p.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka brokers (all sources)")
+    p.add_argument("--sink-topic", help="topic for feature rows (default: features)")
+    p.add_argument("--dead-letter-topic", help="default dead-letter topic")
+    p.add_argument("--parallelism", type=int)
+    p.add_argument("--checkpoint-interval", type=int, metavar="MS", dest="checkpoint_interval_ms")
+    p.add_argument("--checkpoint-dir", help="where checkpoints go (default .run/checkpoints)")
+    p.add_argument("--delivery", choices=["exactly-once", "at-least-once"])
+    p.add_argument("--execution-mode", choices=["thread", "process"])
+    p.add_argument("--starting-offsets", choices=["committed", "earliest", "latest"])
+    p.add_argument("--state-backend", choices=["hashmap", "rocksdb"])
+    p.add_argument("--job-name", help="job name; also names consumer groups and transactions")
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from flink_job.config import JobOptions
+
+    keys = (
+        "from_savepoint", "bootstrap_servers", "sink_topic", "dead_letter_topic", "parallelism",
+        "checkpoint_interval_ms", "checkpoint_dir", "delivery", "execution_mode",
+        "starting_offsets", "state_backend", "job_name",
+    )  # fmt: skip
+    values = {k: getattr(args, k, None) for k in keys}
+    if getattr(args, "allow_non_restored_state", False):
+        values["allow_non_restored_state"] = True
+    return JobOptions.from_conf(**values)
+
+
+def _cmd_resolvers(args: argparse.Namespace) -> int:
+    from flink_job.describe import describe_resolvers
+    from flink_job.loader import load_resolvers
+
+    resolvers = load_resolvers(args.target)
+    described = describe_resolvers(resolvers)
+    if args.json:
+        print(json.dumps(described, indent=2))
+    else:
+        for d in described:
+            print(f"{d['name']}")
+            print(f"  source:   {d['source']} (topic {d['topic']})")
+            print(f"  message:  {d['message']}")
+            print(f"  keys:     {d['keys'] or 'Kafka record key'}")
+            if d["state"]:
+                fields = ", ".join(f"{n}: {t}" for n, t in d["state"]["fields"].items())
+                print(f"  state:    {d['state']['class']} ({fields})")
+            else:
+                print("  state:    none")
+            print(f"  output:   {', '.join(d['output'])}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from flink_job.launch import run_local
+
+    return run_local(args.target, _options(args), quiet=args.quiet)
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from flink_job.launch import submit
+
+    job_id = submit(args.target, _options(args), args.jobmanager)
+    print(job_id)
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from flink_job._local.cluster import stop_with_savepoint
+
+    print(stop_with_savepoint(args.job_id, args.savepoint_dir, args.jobmanager))
+    return 0
+
+
+def _cmd_kafka(args: argparse.Namespace) -> int:
+    from flink_job._local import kafka
+
+    if args.action == "start":
+        print(kafka.start())
+    else:
+        kafka.stop()
+    return 0
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from flink_job._local import cluster
+
+    if args.action == "start":
+        print(cluster.start())
+    else:
+        cluster.stop()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from flink_job.demo import demo
+
+    return demo(events=args.events)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flink-job", description="Chalk-style stateful stream resolvers on Apache Flink"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run resolvers on a local Flink MiniCluster (blocking)")
+    _add_job_flags(p)
+    p.add_argument("--quiet", action="store_true", help="no live counts")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("submit", help="submit resolvers to a Flink cluster; prints the job id")
+    _add_job_flags(p)
+    p.add_argument("--jobmanager", default="localhost:8081", metavar="HOST:PORT")
+    p.set_defaults(func=_cmd_submit)
+
+    p = sub.add_parser("stop", help="stop a job with a savepoint; prints the savepoint path")
+    p.add_argument("job_id")
+    p.add_argument("--savepoint-dir", required=True)
+    p.add_argument("--jobmanager", default="localhost:8081", metavar="HOST:PORT")
+    p.set_defaults(func=_cmd_stop)
+
+    p = sub.add_parser("resolvers", help="list resolvers: source, keys, state, output")
+    p.add_argument("target")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_resolvers)
+
+    p = sub.add_parser("kafka", help="the local single-node Kafka broker (KRaft)")
+    p.add_argument("action", choices=["start", "stop"])
+    p.set_defaults(func=_cmd_kafka)
+
+    p = sub.add_parser("cluster", help="the local standalone Flink cluster")
+    p.add_argument("action", choices=["start", "stop"])
+    p.set_defaults(func=_cmd_cluster)
+
+    p = sub.add_parser("demo", help="local broker + sample logins + the example resolver")
+    p.add_argument("--events", type=int, default=2000)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except FlinkJobError as e:
+        print(f"flink-job: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

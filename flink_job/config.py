@@ -1,0 +1,232 @@
+"""Configuration: ``conf/flink-job.toml``, environment overrides, and per-source resolution.
+
+Precedence, highest first: CLI flags / ``JobOptions`` arguments, ``KafkaSource`` arguments,
+``FLINK_JOB_*`` environment variables, ``conf/flink-job.toml``, built-in defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from flink_job.errors import ConfigError
+from flink_job.sources import KafkaSource, Secret
+
+__all__ = ["JobOptions", "SourceSettings", "load_conf", "project_root", "resolve_source"]
+
+DELIVERY_MODES = ("exactly-once", "at-least-once")
+EXECUTION_MODES = ("thread", "process")
+STARTING_OFFSETS = ("committed", "earliest", "latest")
+STATE_BACKENDS = ("hashmap", "rocksdb")
+
+
+def project_root() -> Path:
+    """The project folder (holding ``conf/``): ``FLINK_JOB_HOME``, else this checkout."""
+    env = os.environ.get("FLINK_JOB_HOME")
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+def conf_path() -> Path:
+    return Path(os.environ.get("FLINK_JOB_CONF", project_root() / "conf" / "flink-job.toml"))
+
+
+def load_conf() -> dict[str, Any]:
+    """The parsed ``flink-job.toml`` (empty if the file does not exist)."""
+    path = conf_path()
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}; fix the file") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+    """How to build and run the job. ``from_conf`` fills unset values from conf/env."""
+
+    job_name: str = "flink-job"
+    bootstrap_servers: str | None = None  # overrides every source's brokers (--bootstrap-servers)
+    sink_topic: str = "features"
+    dead_letter_topic: str = "dead-letters"
+    delivery: str = "exactly-once"
+    parallelism: int = 1
+    checkpoint_interval_ms: int = 5000
+    execution_mode: str = "thread"
+    starting_offsets: str = "committed"
+    state_backend: str = "hashmap"
+    checkpoint_dir: str | None = None
+    from_savepoint: str | None = None
+    allow_non_restored_state: bool = False
+    max_message_bytes: int = 1_048_576
+    transaction_timeout_ms: int = 900_000
+    default_bootstrap_servers: str = "localhost:9092"
+
+    @classmethod
+    def from_conf(cls, **overrides: Any) -> JobOptions:
+        """Options from conf/ and environment, with ``overrides`` (None values ignored) on top."""
+        conf = load_conf()
+        job = dict(conf.get("job", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(job) - known
+        if unknown:
+            raise ConfigError(
+                f"{conf_path()}: unknown [job] keys: {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        values: dict[str, Any] = {**job}
+        kafka = conf.get("kafka", {})
+        values["default_bootstrap_servers"] = os.environ.get(
+            "FLINK_JOB_KAFKA_BOOTSTRAP_SERVERS",
+            kafka.get("bootstrap_servers", "localhost:9092"),
+        )
+        for key in ("sink_topic", "dead_letter_topic", "delivery", "execution_mode",
+                    "state_backend", "checkpoint_dir"):  # fmt: skip
+            env = os.environ.get(f"FLINK_JOB_{key.upper()}")
+            if env:
+                values[key] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        opts = cls(**values)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values the job cannot run with."""
+
+        def one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+            if value not in allowed:
+                raise ConfigError(
+                    f"{name} is {value!r}; fix: use one of {', '.join(allowed)}", field=name
+                )
+
+        one_of("delivery", self.delivery, DELIVERY_MODES)
+        one_of("execution_mode", self.execution_mode, EXECUTION_MODES)
+        one_of("starting_offsets", self.starting_offsets, STARTING_OFFSETS)
+        one_of("state_backend", self.state_backend, STATE_BACKENDS)
+        if self.parallelism < 1:
+            raise ConfigError(f"parallelism is {self.parallelism}; fix: use 1 or more")
+        if self.checkpoint_interval_ms < 100:
+            raise ConfigError(
+                f"checkpoint interval is {self.checkpoint_interval_ms} ms; fix: use >= 100 ms",
+                field="checkpoint_interval_ms",
+            )
+        if not self.sink_topic:
+            raise ConfigError("sink topic is empty; fix: --sink-topic features")
+        if (
+            self.delivery == "exactly-once"
+            and self.transaction_timeout_ms < 2 * self.checkpoint_interval_ms + 60_000
+        ):
+            raise ConfigError(
+                f"transaction_timeout_ms ({self.transaction_timeout_ms}) is too small for a "
+                f"checkpoint interval of {self.checkpoint_interval_ms} ms: transactions would "
+                "expire before they commit. Fix: raise transaction_timeout_ms (<= the broker's "
+                "transaction.max.timeout.ms) or lower --checkpoint-interval.",
+                field="transaction_timeout_ms",
+            )
+
+    def checkpoint_path(self) -> Path:
+        path = Path(self.checkpoint_dir or ".run/checkpoints")
+        return path if path.is_absolute() else project_root() / path
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSettings:
+    """A source's effective connection: topic, brokers, client properties (may hold secrets)."""
+
+    label: str
+    topic: str
+    bootstrap_servers: str
+    properties: dict[str, str | Secret]
+    dead_letter_topic: str
+    group_id: str | None
+    max_message_bytes: int
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self.properties.items() if not isinstance(v, Secret)}
+        return (
+            f"SourceSettings(topic={self.topic!r}, bootstrap_servers={self.bootstrap_servers!r},"
+            f" properties={shown!r}, dead_letter_topic={self.dead_letter_topic!r})"
+        )
+
+
+_SOURCE_KEYS = {f.name for f in dataclasses.fields(KafkaSource)} - {"name"}
+
+
+def resolve_source(source: KafkaSource, options: JobOptions) -> SourceSettings:
+    """Merge a source's arguments with its ``[sources.<name>]`` entry, env and job options."""
+    conf = load_conf().get("sources", {})
+    entry: dict[str, Any] = dict(conf.get(source.name, {})) if source.name else {}
+    unknown = set(entry) - _SOURCE_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{conf_path()}: [sources.{source.name}] has unknown keys "
+            f"{', '.join(sorted(unknown))}; known: {', '.join(sorted(_SOURCE_KEYS))}",
+            field=sorted(unknown)[0],
+        )
+    given = {k: getattr(source, k) for k in _SOURCE_KEYS if getattr(source, k) is not None}
+    merged = KafkaSource(name=source.name, **{**entry, **given})
+    topic = merged.topic or merged.name
+    if not topic:
+        raise ConfigError(
+            f"source {source.label!r} has no topic; fix: KafkaSource(name=..., topic=...) or "
+            f"a [sources.{source.name}] topic in {conf_path()}",
+            field="topic",
+        )
+    brokers: Any = options.bootstrap_servers or merged.bootstrap_server
+    if brokers is None:
+        brokers = options.default_bootstrap_servers
+    if isinstance(brokers, list | tuple):
+        brokers = ",".join(brokers)
+    props: dict[str, str | Secret] = {}
+    if merged.security_protocol:
+        props["security.protocol"] = merged.security_protocol
+    if merged.sasl_mechanism:
+        props["sasl.mechanism"] = merged.sasl_mechanism
+    if merged.sasl_username is not None or merged.sasl_password is not None:
+        mech = (merged.sasl_mechanism or "PLAIN").upper()
+        module = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule"
+            if mech.startswith("SCRAM")
+            else "org.apache.kafka.common.security.plain.PlainLoginModule"
+        )
+        pw = merged.sasl_password.reveal() if isinstance(merged.sasl_password, Secret) else ""
+        props["sasl.jaas.config"] = Secret(
+            f'{module} required username="{_jaas_escape(merged.sasl_username or "")}" '
+            f'password="{_jaas_escape(pw)}";'
+        )
+    for attr, prop in (
+        ("ssl_keystore_location", "ssl.keystore.location"),
+        ("ssl_keystore_password", "ssl.keystore.password"),
+        ("ssl_truststore_location", "ssl.truststore.location"),
+        ("ssl_truststore_password", "ssl.truststore.password"),
+        ("ssl_key_password", "ssl.key.password"),
+    ):
+        value = getattr(merged, attr)
+        if value is not None:
+            props[prop] = value
+    if merged.ssl_ca_file:
+        props["ssl.truststore.location"] = merged.ssl_ca_file
+        props["ssl.truststore.type"] = "PEM"
+    if merged.client_id_prefix:
+        props["client.id.prefix"] = merged.client_id_prefix
+    for k, v in (merged.additional_kafka_args or {}).items():
+        props[str(k)] = v
+    return SourceSettings(
+        label=source.label,
+        topic=topic,
+        bootstrap_servers=str(brokers),
+        properties=props,
+        dead_letter_topic=merged.dead_letter_queue_topic or options.dead_letter_topic,
+        group_id=merged.group_id_prefix,
+        max_message_bytes=merged.max_message_bytes or options.max_message_bytes,
+    )
+
+
+def _jaas_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')

@@ -1,0 +1,40 @@
+"""What ``flink-job resolvers`` prints: a resolver's source, keys, state and output. No secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flink_job._state_codec import _fields_of
+from flink_job.streams import Resolver
+
+__all__ = ["describe_resolvers"]
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+def describe_resolvers(resolvers: list[Resolver[Any, Any]]) -> list[dict[str, Any]]:
+    """Plain dicts describing each resolver (only names and types, never connection secrets)."""
+    out = []
+    for r in resolvers:
+        state = None
+        if r.state is not None:
+            state = {
+                "class": r.state.cls.__qualname__,
+                "param": r.state.param,
+                "fields": {n: _type_name(t) for n, t in _fields_of(r.state.cls).items()},
+            }
+        out.append(
+            {
+                "name": r.name,
+                "source": r.source.label,
+                "topic": r.source.topic or r.source.name,
+                "message": _type_name(r.message_type),
+                "keys": {k.dotted: k.feature.fqn for k in r.keys},
+                "state": state,
+                "output": sorted(f.fqn for f in r.output.allowed),
+                "owner": r.owner,
+            }
+        )
+    return out

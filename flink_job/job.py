@@ -1,0 +1,195 @@
+"""Compile resolvers into a PyFlink job.
+
+Per resolver::
+
+    Kafka table source (key, value, topic, partition, offset, timestamp, headers)
+      -> to_data_stream -> key_by(state key: re-key mapping or record key, typed STRING)
+      -> KeyedProcessFunction (ValueState[bytes] = state envelope) -> feature rows
+                                                    \\-> side output: dead letters
+    feature rows of every resolver -> one Kafka sink (sink topic)
+    dead letters -> a Kafka sink per dead-letter topic
+
+Operator uids derive from resolver names (``<resolver>/source``, ``<resolver>/key``,
+``<resolver>/resolve``) and sink topics (``sink/<topic>``), so savepoints survive code changes
+that keep the names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import site
+import sys
+from pathlib import Path
+from typing import Any
+
+from pyflink.common import Configuration
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment
+
+from connectors import jars
+from connectors.kafka_tables import sink_table_ddl, source_table_ddl
+from flink_job._runtime import DEAD_LETTERS, OUT_TYPE, KeyOf, Resolve, ResolverRef
+from flink_job.config import JobOptions, SourceSettings, resolve_source
+from flink_job.errors import ConfigError
+from flink_job.loader import import_target, collect_resolvers
+from flink_job.streams import Resolver
+
+__all__ = ["BuiltJob", "build_job", "uid"]
+
+
+def uid(*parts: str) -> str:
+    """A stable operator uid from names."""
+    return "/".join(parts)
+
+
+def _ident(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+@dataclasses.dataclass
+class BuiltJob:
+    """A job ready to execute: its environments and what it reads and writes."""
+
+    env: StreamExecutionEnvironment
+    t_env: StreamTableEnvironment
+    options: JobOptions
+    resolvers: list[Resolver[Any, Any]]
+    sources: dict[str, SourceSettings]  # resolver name -> its source
+    sink_topics: list[str]  # the feature topic first, then dead-letter topics
+
+    def plan(self) -> str:
+        """The execution plan JSON (``env.get_execution_plan()``)."""
+        return str(self.env.get_execution_plan())
+
+
+def _site_packages() -> list[str]:
+    return [p for p in site.getsitepackages() if Path(p).is_dir()]
+
+
+def flink_configuration(options: JobOptions) -> Configuration:
+    """The Flink configuration for ``options`` (shared by local runs and submissions)."""
+    config = Configuration()
+    config.set_string("python.execution-mode", options.execution_mode)
+    # Workers must run this venv's python, or they cannot import pyflink (or the resolvers).
+    config.set_string("python.executable", sys.executable)
+    config.set_string("python.client.executable", sys.executable)
+    # Thread mode embeds libpython in the JVM; it does not read the venv's pyvenv.cfg, so the
+    # venv's site-packages must be put on its path explicitly.
+    config.set_string("python.pythonpath", os.pathsep.join(_site_packages()))
+    config.set_string("pipeline.jars", jars.kafka_connector_jar().as_uri())
+    config.set_string("execution.checkpointing.interval", f"{options.checkpoint_interval_ms} ms")
+    config.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
+    config.set_string("execution.checkpointing.dir", options.checkpoint_path().as_uri())
+    config.set_string(
+        "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
+    )
+    config.set_string("state.backend.type", options.state_backend)
+    config.set_string("restart-strategy.type", "fixed-delay")
+    config.set_string("restart-strategy.fixed-delay.attempts", "3")
+    config.set_string("restart-strategy.fixed-delay.delay", "2 s")
+    if options.from_savepoint:
+        config.set_string("execution.state-recovery.path", options.from_savepoint)
+        config.set_string(
+            "execution.state-recovery.ignore-unclaimed-state",
+            str(options.allow_non_restored_state).lower(),
+        )
+    config.set_string("pipeline.name", options.job_name)
+    return config
+
+
+def build_job(
+    target: str,
+    options: JobOptions,
+    env: StreamExecutionEnvironment | None = None,
+    resolvers: list[Resolver[Any, Any]] | None = None,
+) -> BuiltJob:
+    """Build the job for the resolvers in ``target`` (a .py file or a module name)."""
+    module = import_target(target)
+    resolvers = resolvers if resolvers is not None else collect_resolvers(module)
+    if not resolvers:
+        raise ConfigError(f"{target} defines no stream resolvers; fix: decorate with @stream")
+    file = getattr(module, "__file__", None)
+    is_file = target.endswith(".py") or Path(target).is_file()
+
+    if env is None:
+        env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(options))
+    env.set_parallelism(options.parallelism)
+    if is_file and file:
+        env.add_python_file(file)
+    t_env = StreamTableEnvironment.create(env)
+
+    sources: dict[str, SourceSettings] = {}
+    rows: list[DataStream] = []
+    dead: dict[str, list[DataStream]] = {}
+    for r in resolvers:
+        settings = resolve_source(r.source, options)
+        sources[r.name] = settings
+        ref = ResolverRef(
+            module=module.__name__,
+            file=file if is_file else None,
+            name=r.name,
+            max_message_bytes=settings.max_message_bytes,
+        )
+        table = f"src_{_ident(r.name)}"
+        group_id = settings.group_id or f"flink-job.{options.job_name}.{r.name}"
+        t_env.execute_sql(
+            source_table_ddl(table, settings, group_id, options.starting_offsets).sql
+        )
+        raw = t_env.to_data_stream(t_env.from_path(table))
+        _set_source_uid(raw, uid(r.name, "source"))
+        keyed = raw.key_by(KeyOf(ref), key_type=Types.STRING())
+        keyed._j_data_stream.getTransformation().getInputs().get(0).setUid(uid(r.name, "key"))
+        out = (
+            keyed.process(Resolve(ref), output_type=OUT_TYPE)
+            .name(f"resolve {r.name}")
+            .uid(uid(r.name, "resolve"))
+        )
+        rows.append(out)
+        dead.setdefault(settings.dead_letter_topic, []).append(out.get_side_output(DEAD_LETTERS))
+
+    statements = t_env.create_statement_set()
+    sink_topics = [options.sink_topic, *dead]
+    if options.sink_topic in dead:
+        raise ConfigError(
+            f"the dead-letter topic and the sink topic are both {options.sink_topic!r}; "
+            "fix: choose different topics"
+        )
+    brokers = options.bootstrap_servers or next(iter(sources.values())).bootstrap_servers
+    first_props = next(iter(sources.values())).properties
+    for topic, streams in [(options.sink_topic, rows), *dead.items()]:
+        stream = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
+        name = f"sink_{_ident(topic)}"
+        t_env.execute_sql(
+            sink_table_ddl(
+                name, topic, brokers, first_props, options.delivery,
+                transactional_id_prefix=f"{options.job_name}.{topic}",
+                transaction_timeout_ms=options.transaction_timeout_ms,
+            ).sql
+        )  # fmt: skip
+        statements.add_insert(name, t_env.from_data_stream(stream))
+    statements.attach_as_datastream()
+    _set_sink_uids(env, {f"sink_{_ident(t)}": uid("sink", t) for t in sink_topics})
+    return BuiltJob(env, t_env, options, resolvers, sources, sink_topics)
+
+
+def _set_source_uid(ds: DataStream, value: str) -> None:
+    """Give the table source (found upstream of the conversion) a stable uid."""
+    pending = [ds._j_data_stream.getTransformation()]
+    while pending:
+        t = pending.pop()
+        if "Source" in t.getClass().getSimpleName():
+            t.setUid(value)
+            return
+        pending.extend(t.getInputs())
+    raise RuntimeError("no source transformation found upstream of the Kafka table")
+
+
+def _set_sink_uids(env: StreamExecutionEnvironment, uids: dict[str, str]) -> None:
+    for t in env._j_stream_execution_environment.getTransformations():
+        name = str(t.getName())
+        for table, value in uids.items():
+            if table in name and "Sink" in t.getClass().getSimpleName():
+                t.setUid(value)

@@ -1,0 +1,143 @@
+"""Start jobs: locally on a MiniCluster (``flink-job run``) or on a cluster (``submit``)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from connectors.admin import check_reachable, client_config, ensure_topics
+from flink_job._rest import FlinkRest, summarize_java_error
+from flink_job.config import JobOptions, SourceSettings, resolve_source
+from flink_job.errors import FlinkJobError
+from flink_job.loader import load_resolvers
+from flink_job.streams import Resolver
+
+__all__ = ["prepare", "run_local", "start_local"]
+
+COUNTERS = ("eventsIn", "featureRows", "deadLetters")
+TERMINAL = {"FINISHED", "FAILED", "CANCELED", "ENDED"}
+
+
+def prepare(
+    target: str, options: JobOptions
+) -> tuple[list[Resolver[Any, Any]], dict[str, SourceSettings]]:
+    """Load resolvers, resolve their sources, check the brokers and create missing topics."""
+    resolvers = load_resolvers(target)
+    settings = {r.name: resolve_source(r.source, options) for r in resolvers}
+    by_brokers: dict[str, tuple[SourceSettings, set[str]]] = {}
+    for r in resolvers:
+        s = settings[r.name]
+        entry = by_brokers.setdefault(s.bootstrap_servers, (s, set()))
+        entry[1].update({s.topic, s.dead_letter_topic})
+    first = next(iter(by_brokers))
+    by_brokers[first][1].add(options.sink_topic)
+    for brokers, (s, topics) in by_brokers.items():
+        check_reachable(brokers)
+        src = next(r.source for r in resolvers if settings[r.name] is s)
+        conf = client_config(brokers, s.properties, src.sasl_username, src.sasl_password)
+        ensure_topics(conf, topics)
+    return resolvers, settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class LocalJob:
+    """A job running on the MiniCluster of this process's Flink gateway."""
+
+    def __init__(self, client: Any, rest: FlinkRest, job_id: str) -> None:
+        self.client = client
+        self.rest = rest
+        self.job_id = job_id
+
+    def status(self) -> str:
+        try:
+            return str(self.client.get_job_status().result().name)
+        except Exception:
+            # The local MiniCluster shuts down once its job has ended.
+            return "ENDED"
+
+    def counts(self) -> dict[str, int]:
+        return self.rest.counters(self.job_id, COUNTERS)
+
+    def cancel(self) -> None:
+        try:
+            self.client.cancel().result()
+        except Exception:  # already finished or cancelled
+            pass
+
+
+def start_local(target: str, options: JobOptions) -> LocalJob:
+    """Build the job and start it on a local MiniCluster; returns at once."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.util.exceptions import TableException
+
+    from flink_job.job import build_job, flink_configuration
+
+    resolvers, _ = prepare(target, options)
+    port = _free_port()
+    config = flink_configuration(options)
+    config.set_string("rest.port", str(port))
+    config.set_string("rest.bind-address", "127.0.0.1")
+    config.set_string("rest.address", "127.0.0.1")
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    try:
+        job = build_job(target, options, env=env, resolvers=resolvers)
+        client = job.env.execute_async(options.job_name)
+    except (TableException, Exception) as e:
+        if isinstance(e, FlinkJobError):
+            raise
+        line = summarize_java_error(str(e)) or f"{type(e).__name__}: {e}"
+        raise FlinkJobError(f"could not start the job: {line}") from None
+    return LocalJob(client, FlinkRest(f"127.0.0.1:{port}"), str(client.get_job_id()))
+
+
+def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
+    """``flink-job run``: start, print live counts until the job ends or Ctrl-C / SIGTERM."""
+    job = start_local(target, options)
+    print(f"job {job.job_id} running on a local MiniCluster (Ctrl-C stops it)", file=sys.stderr)
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    last = ""
+    last_cause: str | None = None
+    try:
+        while True:
+            status = job.status()
+            if not quiet:
+                try:
+                    c = job.counts()
+                    line = (
+                        f"[{status}] events in {c['eventsIn']} | rows out {c['featureRows']} | "
+                        f"dead letters {c['deadLetters']}"
+                    )
+                except FlinkJobError:
+                    line = f"[{status}]"
+                if line != last:
+                    print(line, file=sys.stderr, flush=True)
+                    last = line
+            if status in ("RESTARTING", "FAILING", "FAILED"):
+                cause = job.rest.root_cause(job.job_id)
+                if cause and cause != last_cause:
+                    print(f"flink-job: job {status.lower()}: {cause}", file=sys.stderr)
+                    last_cause = cause
+            if status in TERMINAL:
+                break
+            time.sleep(2)
+    except KeyboardInterrupt:
+        print("stopping...", file=sys.stderr)
+        job.cancel()
+        return 0
+    if status in ("FAILED", "ENDED") and last_cause:
+        print(f"flink-job: job failed: {last_cause}", file=sys.stderr)
+        return 1
+    return 0
