@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 
 from connectors.admin import check_reachable, client_config, ensure_topics
 from flink_job._rest import FlinkRest, summarize_java_error
-from flink_job.config import JobOptions, SourceSettings, resolve_source
+from flink_job.config import JobOptions, SourceSettings, project_root, resolve_source
 from flink_job.errors import FlinkJobError
 from flink_job.loader import load_resolvers
 from flink_job.streams import Resolver
@@ -74,8 +75,20 @@ class LocalJob:
             pass
 
 
+def _local_logging() -> None:
+    """Point the gateway JVM's logs at .run/logs with conf/flink/log4j-local.properties."""
+    root = project_root()
+    log_dir = root / ".run" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))
+    props = root / "conf" / "flink" / "log4j-local.properties"
+    if props.is_file():
+        os.environ.setdefault("LOG4J_PROPERTIES", str(props))
+
+
 def start_local(target: str, options: JobOptions) -> LocalJob:
     """Build the job and start it on a local MiniCluster; returns at once."""
+    _local_logging()
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.util.exceptions import TableException
 

@@ -1,0 +1,1 @@
+"""Local infrastructure for development and tests: a Kafka broker and a Flink cluster."""
