@@ -1,0 +1,68 @@
+"""Job shape from the execution plan and the transformations: no broker, no job run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flink_job.config import JobOptions
+
+APPS = Path(__file__).resolve().parents[1] / "integration" / "apps"
+
+
+def _uids(env) -> set[str]:
+    seen, pending, uids = set(), list(env._j_stream_execution_environment.getTransformations()), set()
+    while pending:
+        t = pending.pop()
+        if t.getId() in seen:
+            continue
+        seen.add(t.getId())
+        if t.getUid():
+            uids.add(str(t.getUid()))
+        pending.extend(t.getInputs())
+    return uids
+
+
+@pytest.fixture(scope="module")
+def two_job():
+    from flink_job.job import build_job
+
+    return build_job(str(APPS / "two_resolvers.py"), JobOptions(sink_topic="feats"))
+
+
+def test_every_resolver_gets_source_key_resolve_with_stable_uids(two_job):
+    uids = _uids(two_job.env)
+    for name in ("count_clicks", "total_spend"):
+        assert {f"{name}/source", f"{name}/key", f"{name}/resolve"} <= uids
+    assert {"sink/feats", "sink/dead-letters", "sink/purchases-dlq"} <= uids
+
+
+def test_plan_has_one_job_with_both_resolvers_and_one_feature_sink(two_job):
+    plan = json.loads(two_job.plan())
+    names = [n["contents"] for n in plan["nodes"]]
+    assert sum("resolve count_clicks" in n for n in names) == 1
+    assert sum("resolve total_spend" in n for n in names) == 1
+    assert sum("sink_feats" in n and "Writer" in n for n in names) == 1
+    # Each resolver's keyed operator is fed through a hash partition (key_by).
+    resolve_ids = {n["id"] for n in plan["nodes"] if n["contents"].startswith("resolve ")}
+    for n in plan["nodes"]:
+        if n["id"] in resolve_ids:
+            assert [p["ship_strategy"] for p in n["predecessors"]] == ["HASH"]
+    assert two_job.sink_topics == ["feats", "dead-letters", "purchases-dlq"]
+
+
+def test_state_key_is_a_typed_string_not_pickled_bytes(two_job):
+    for t in two_job.env._j_stream_execution_environment.getTransformations():
+        if str(t.getName()).startswith("resolve "):
+            key_type = str(t.getStateKeyType())
+            assert "String" in key_type and "PickledByteArray" not in key_type, key_type
+
+
+def test_same_names_give_same_uids_across_builds():
+    from flink_job.job import build_job
+
+    a = _uids(build_job(str(APPS / "two_resolvers.py"), JobOptions()).env)
+    b = _uids(build_job(str(APPS / "two_resolvers.py"), JobOptions(parallelism=2)).env)
+    assert a == b
