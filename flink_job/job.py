@@ -88,7 +88,7 @@ def flink_configuration(options: JobOptions) -> Configuration:
     )
     config.set_string("state.backend.type", options.state_backend)
     config.set_string("restart-strategy.type", "fixed-delay")
-    config.set_string("restart-strategy.fixed-delay.attempts", "3")
+    config.set_string("restart-strategy.fixed-delay.attempts", "10")
     config.set_string("restart-strategy.fixed-delay.delay", "2 s")
     if options.from_savepoint:
         config.set_string("execution.state-recovery.path", options.from_savepoint)

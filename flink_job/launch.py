@@ -16,7 +16,7 @@ from flink_job.errors import FlinkJobError
 from flink_job.loader import load_resolvers
 from flink_job.streams import Resolver
 
-__all__ = ["prepare", "run_local", "start_local"]
+__all__ = ["prepare", "run_local", "start_local", "submit"]
 
 COUNTERS = ("eventsIn", "featureRows", "deadLetters")
 TERMINAL = {"FINISHED", "FAILED", "CANCELED", "ENDED"}
@@ -154,3 +154,66 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
         print(f"flink-job: job failed: {last_cause}", file=sys.stderr)
         return 1
     return 0
+
+
+def submit(target: str, options: JobOptions, jobmanager: str) -> str:
+    """``flink-job submit``: build the job here and submit it to a running cluster's REST
+    endpoint (Python files and the connector jar are uploaded with it); returns the job id."""
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    from flink_job._rest import FlinkRest
+    from flink_job.job import build_job, flink_configuration
+
+    _local_logging()
+    FlinkRest(jobmanager).get("/overview")  # one clear line if the cluster is not there
+    resolvers, _ = prepare(target, options)
+    from pyflink.java_gateway import get_gateway
+
+    from connectors.jars import kafka_connector_jar
+
+    host, _, port = jobmanager.rpartition(":")
+    config = flink_configuration(options)
+    gateway = get_gateway()
+    jar_files = gateway.new_array(gateway.jvm.String, 1)
+    jar_files[0] = str(kafka_connector_jar())
+    # get_execution_environment() would start a local MiniCluster; the remote environment
+    # submits through the cluster's REST endpoint and uploads the jar with the job.
+    j_env = gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment
+    env = StreamExecutionEnvironment(
+        j_env.createRemoteEnvironment(
+            host or "localhost", int(port or 8081), config._j_configuration, jar_files
+        )
+    )
+    try:
+        job = build_job(target, options, env=env, resolvers=resolvers)
+        client = job.env.execute_async(options.job_name)
+    except Exception as e:
+        if isinstance(e, FlinkJobError):
+            raise
+        line = summarize_java_error(str(e)) or f"{type(e).__name__}: {e}"
+        raise FlinkJobError(f"could not submit the job: {line}") from None
+    job_id = str(client.get_job_id())
+    _wait_running(FlinkRest(jobmanager), job_id)
+    return job_id
+
+
+def _wait_running(rest: Any, job_id: str, timeout: float = 90.0) -> None:
+    """Return once every task of the job runs; raise with the root cause if it fails first
+    (e.g. a savepoint holding state of a removed resolver)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = rest.job(job_id)
+        state = job.get("state")
+        if state == "RUNNING" and all(v["status"] == "RUNNING" for v in job.get("vertices", [])):
+            return
+        if state in ("FAILED", "FAILING", "RESTARTING", "CANCELED"):
+            cause = rest.root_cause(job_id) or "see the cluster logs"
+            if "Failed to rollback to checkpoint/savepoint" in cause or "Cannot map" in cause:
+                cause += (
+                    " -- the savepoint holds state of an operator this job no longer has "
+                    "(a removed or renamed resolver); add --allow-non-restored-state to drop it"
+                )
+            if state != "RESTARTING" or "Cannot map" in cause:
+                raise FlinkJobError(f"job {job_id} {state.lower()}: {cause}")
+        time.sleep(1)
+    raise FlinkJobError(f"job {job_id} did not reach RUNNING within {timeout:.0f}s")

@@ -1,0 +1,181 @@
+"""``flink-job cluster start|stop``: a standalone Flink cluster from the PyFlink package.
+
+JobManager + TaskManager are the pip package's own scripts (``pyflink/bin``), configured by
+``conf/flink/config.yaml`` (copied, with paths filled in, to ``.run/flink/conf``); logs and
+pid files live in ``.run/flink``. REST listens on 127.0.0.1:8081.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from flink_job._rest import FlinkRest
+from flink_job.config import project_root
+from flink_job.errors import EnvironmentNotReadyError
+
+__all__ = [
+    "rest_address", "start", "start_taskmanager", "stop", "stop_with_savepoint",
+    "taskmanager_pids",
+]  # fmt: skip
+
+REST = "localhost:8081"
+
+
+def rest_address() -> str:
+    return REST
+
+
+def _flink_home() -> Path:
+    import pyflink
+
+    return Path(pyflink.__file__).resolve().parent
+
+
+def _run_dir() -> Path:
+    return project_root() / ".run" / "flink"
+
+
+def _env() -> dict[str, str]:
+    run = _run_dir()
+    conf = run / "conf"
+    conf.mkdir(parents=True, exist_ok=True)
+    src = project_root() / "conf" / "flink"
+    text = (src / "config.yaml").read_text()
+    text = text.replace("${CHECKPOINT_DIR}", str(run / "checkpoints"))
+    text = text.replace("${SAVEPOINT_DIR}", str(run / "savepoints"))
+    (conf / "config.yaml").write_text(text)
+    shutil.copy(src / "log4j.properties", conf / "log4j.properties")
+    (run / "log").mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        FLINK_CONF_DIR=str(conf),
+        FLINK_LOG_DIR=str(run / "log"),
+        FLINK_PID_DIR=str(run),
+        FLINK_HOME=str(_flink_home()),
+    )
+    return env
+
+
+def _prepare_distribution() -> None:
+    """Thread mode on a standalone cluster needs flink-python in lib/ (FLINK-37727)."""
+    home = _flink_home()
+    for jar in (home / "opt").glob("flink-python-*.jar"):
+        target = home / "lib" / jar.name
+        if not target.exists():
+            shutil.copy(jar, target)
+
+
+def _script(name: str, *args: str) -> None:
+    bin_dir = _flink_home() / "bin"
+    result = subprocess.run(
+        ["bash", str(bin_dir / name), *args], env=_env(), capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise EnvironmentNotReadyError(
+            f"{name} {' '.join(args)} failed: {(result.stderr or result.stdout).strip()[-500:]}"
+        )
+
+
+def _ready(taskmanagers: int = 1) -> bool:
+    try:
+        overview = FlinkRest(REST).call("GET", "/overview", timeout=2)
+    except EnvironmentNotReadyError:
+        return False
+    return int(overview.get("taskmanagers", 0)) >= taskmanagers
+
+
+def _pids(kind: str) -> list[int]:
+    pids = []
+    for f in _run_dir().glob(f"flink-*-{kind}.pid"):
+        for line in f.read_text().split():
+            try:
+                pid = int(line)
+                os.kill(pid, 0)
+                pids.append(pid)
+            except (ValueError, ProcessLookupError):
+                pass
+    return pids
+
+
+def taskmanager_pids() -> list[int]:
+    """Pids of running TaskManagers started by this project."""
+    return _pids("taskexecutor")
+
+
+def start(timeout: float = 120.0) -> str:
+    """Start JobManager and TaskManager unless running; wait for a registered TaskManager."""
+    if _ready():
+        return REST
+    _prepare_distribution()
+    if not _pids("standalonesession"):
+        _script("jobmanager.sh", "start")
+    if not taskmanager_pids():
+        _script("taskmanager.sh", "start")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _ready():
+            return REST
+        time.sleep(1)
+    raise EnvironmentNotReadyError(
+        f"the Flink cluster did not become ready in {timeout:.0f}s; see {_run_dir() / 'log'}"
+    )
+
+
+def start_taskmanager(timeout: float = 120.0) -> None:
+    """Start one more TaskManager (e.g. after one was killed) and wait until it registers."""
+    before = len(taskmanager_pids())
+    _script("taskmanager.sh", "start")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _ready(before + 1):
+            return
+        time.sleep(1)
+    raise EnvironmentNotReadyError("the new TaskManager did not register in time")
+
+
+def stop() -> None:
+    """Stop every TaskManager and the JobManager started by this project."""
+    for kind in ("taskexecutor", "standalonesession"):
+        for pid in _pids(kind):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (_pids("taskexecutor") or _pids("standalonesession")):
+        time.sleep(0.5)
+    for pid in _pids("taskexecutor") + _pids("standalonesession"):
+        os.kill(pid, signal.SIGKILL)
+    for f in _run_dir().glob("flink-*.pid"):
+        f.unlink()
+
+
+def stop_with_savepoint(job_id: str, savepoint_dir: str, jobmanager: str = REST,
+                        timeout: float = 180.0) -> str:  # fmt: skip
+    """Stop ``job_id`` with a canonical savepoint in ``savepoint_dir``; return its path."""
+    rest = FlinkRest(jobmanager)
+    target = Path(savepoint_dir).resolve().as_uri() if "://" not in savepoint_dir else savepoint_dir
+    trigger = rest.call(
+        "POST", f"/jobs/{job_id}/stop",
+        {"targetDirectory": target, "drain": False, "formatType": "CANONICAL"},
+    )["request-id"]  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = rest.get(f"/jobs/{job_id}/savepoints/{trigger}")
+        if status["status"]["id"] == "COMPLETED":
+            op = status.get("operation", {})
+            if "failure-cause" in op:
+                cause = op["failure-cause"].get("stack-trace", "")
+                from flink_job._rest import summarize_java_error
+
+                raise EnvironmentNotReadyError(
+                    f"stop with savepoint failed: {summarize_java_error(cause)}"
+                )
+            return str(op["location"])
+        time.sleep(1)
+    raise EnvironmentNotReadyError(f"no savepoint within {timeout:.0f}s for job {job_id}")
