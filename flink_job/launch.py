@@ -43,6 +43,17 @@ def prepare(
     return resolvers, settings
 
 
+def explain(cause: str) -> str:
+    """Add the fix to JVM failures users meet, in this CLI's terms."""
+    if "Cannot map checkpoint/savepoint state" in cause:
+        cause = cause.split(" If you want to allow", 1)[0]
+        cause += (
+            " The savepoint holds state of an operator this job no longer has (a removed or "
+            "renamed resolver); fix: add --allow-non-restored-state to drop that state."
+        )
+    return cause
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,7 +119,7 @@ def start_local(target: str, options: JobOptions) -> LocalJob:
         if isinstance(e, FlinkJobError):
             raise
         line = summarize_java_error(str(e)) or f"{type(e).__name__}: {e}"
-        raise FlinkJobError(f"could not start the job: {line}") from None
+        raise FlinkJobError(f"could not start the job: {explain(line)}") from None
     return LocalJob(client, FlinkRest(f"127.0.0.1:{port}"), str(client.get_job_id()))
 
 
@@ -178,12 +189,22 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
     jar_files[0] = str(kafka_connector_jar())
     # get_execution_environment() would start a local MiniCluster; the remote environment
     # submits through the cluster's REST endpoint and uploads the jar with the job.
-    j_env = gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment
-    env = StreamExecutionEnvironment(
-        j_env.createRemoteEnvironment(
-            host or "localhost", int(port or 8081), config._j_configuration, jar_files
+    jvm = gateway.jvm
+    restore = (
+        jvm.org.apache.flink.runtime.jobgraph.SavepointRestoreSettings.forPath(
+            options.from_savepoint, options.allow_non_restored_state
         )
+        if options.from_savepoint
+        else jvm.org.apache.flink.runtime.jobgraph.SavepointRestoreSettings.none()
     )
+    # Explicit restore settings: the remote environment ignores
+    # execution.state-recovery.ignore-unclaimed-state from the configuration.
+    env = StreamExecutionEnvironment(
+        jvm.org.apache.flink.streaming.api.environment.RemoteStreamEnvironment(
+            host or "localhost", int(port or 8081), config._j_configuration, jar_files,
+            None, restore,
+        )
+    )  # fmt: skip
     try:
         job = build_job(target, options, env=env, resolvers=resolvers)
         client = job.env.execute_async(options.job_name)
@@ -191,7 +212,7 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
         if isinstance(e, FlinkJobError):
             raise
         line = summarize_java_error(str(e)) or f"{type(e).__name__}: {e}"
-        raise FlinkJobError(f"could not submit the job: {line}") from None
+        raise FlinkJobError(f"could not submit the job: {explain(line)}") from None
     job_id = str(client.get_job_id())
     _wait_running(FlinkRest(jobmanager), job_id)
     return job_id
@@ -207,12 +228,7 @@ def _wait_running(rest: Any, job_id: str, timeout: float = 90.0) -> None:
         if state == "RUNNING" and all(v["status"] == "RUNNING" for v in job.get("vertices", [])):
             return
         if state in ("FAILED", "FAILING", "RESTARTING", "CANCELED"):
-            cause = rest.root_cause(job_id) or "see the cluster logs"
-            if "Failed to rollback to checkpoint/savepoint" in cause or "Cannot map" in cause:
-                cause += (
-                    " -- the savepoint holds state of an operator this job no longer has "
-                    "(a removed or renamed resolver); add --allow-non-restored-state to drop it"
-                )
+            cause = explain(rest.root_cause(job_id) or "see the cluster logs")
             if state != "RESTARTING" or "Cannot map" in cause:
                 raise FlinkJobError(f"job {job_id} {state.lower()}: {cause}")
         time.sleep(1)

@@ -96,10 +96,19 @@ def _pids(kind: str) -> list[int]:
             try:
                 pid = int(line)
                 os.kill(pid, 0)
-                pids.append(pid)
             except (ValueError, ProcessLookupError):
-                pass
+                continue
+            if _is_zombie(pid):  # killed, not yet reaped: gone for our purposes
+                continue
+            pids.append(pid)
     return pids
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def taskmanager_pids() -> list[int]:
@@ -128,11 +137,13 @@ def start(timeout: float = 120.0) -> str:
 
 def start_taskmanager(timeout: float = 120.0) -> None:
     """Start one more TaskManager (e.g. after one was killed) and wait until it registers."""
-    before = len(taskmanager_pids())
+    rest = FlinkRest(REST)
+    before = {tm["id"] for tm in rest.get("/taskmanagers")["taskmanagers"]}
     _script("taskmanager.sh", "start")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _ready(before + 1):
+        now = {tm["id"] for tm in rest.get("/taskmanagers")["taskmanagers"]}
+        if now - before:
             return
         time.sleep(1)
     raise EnvironmentNotReadyError("the new TaskManager did not register in time")
