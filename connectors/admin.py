@@ -32,11 +32,12 @@ def client_config(
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers}
     for k, v in (properties or {}).items():
         value = v.reveal() if isinstance(v, Secret) else v
-        if k in _RENAMES and _RENAMES[k]:
+        if _RENAMES.get(k):
             conf[str(_RENAMES[k])] = value
-        elif k == "ssl.truststore.location" and str(
-            (properties or {}).get("ssl.truststore.type", "")
-        ).upper() == "PEM":
+        elif (
+            k == "ssl.truststore.location"
+            and str((properties or {}).get("ssl.truststore.type", "")).upper() == "PEM"
+        ):
             conf["ssl.ca.location"] = value
     if sasl_username is not None:
         conf["sasl.username"] = sasl_username
@@ -70,7 +71,7 @@ def ensure_topics(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({**conf, "error_cb": _ignore})
+    admin = AdminClient({**conf, "error_cb": _ignore})  # type: ignore[dict-item]  # a callback is allowed
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as e:

@@ -184,7 +184,7 @@ class ResolverCore:
                 )  # fmt: skip
         if self._key_paths:
             values = []
-            for path, dotted in zip(self._key_paths, self.resolver.keys):
+            for path, dotted in zip(self._key_paths, self.resolver.keys, strict=True):
                 v: Any = event
                 for part in path:
                     v = getattr(v, part, None)
@@ -273,14 +273,22 @@ class ResolverCore:
             )
         ns = fs.namespace
         row: dict[str, Any] = {f"{ns}.{n}": v for n, v in values.items()}
-        for fqn, v in zip(self._key_fqns, d.key_values):
+        for fqn, v in zip(self._key_fqns, d.key_values, strict=True):
             row.setdefault(fqn, v)
-        key = (
-            pydantic_core.to_json(row[self._primary])
-            if self._primary is not None and self._primary in row
-            else None
-        )
-        return FeatureRow(self.name, key, pydantic_core.to_json(row))
+        try:
+            key = (
+                pydantic_core.to_json(row[self._primary])
+                if self._primary is not None and self._primary in row
+                else None
+            )
+            value = pydantic_core.to_json(row)
+        except pydantic_core.PydanticSerializationError as e:
+            raise _OutputError(
+                f"resolver {self.name!r} returned feature values that cannot be written as "
+                f"JSON: {e}; fix: return JSON-serializable values (str, numbers, bool, lists, "
+                "dicts, datetime, Decimal, UUID, enums, models)."
+            ) from None
+        return FeatureRow(self.name, key, value)
 
     def _dead(self, msg: RawMessage, kind: str, error: str) -> DeadLetter:
         return DeadLetter(self.name, kind, error, msg)

@@ -13,7 +13,7 @@ from typing import Any
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, KeySelector, OutputTag, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from flink_job._core import SKIP, Applied, DeadLetter, Decoded, RawMessage, ResolverCore
 from flink_job.loader import collect_resolvers, import_target
@@ -29,11 +29,51 @@ OUT_FIELDS = ["k", "v", "headers"]
 OUT_TYPE = Types.ROW_NAMED(OUT_FIELDS, [BYTES, BYTES, Types.MAP(Types.STRING(), BYTES)])
 DEAD_LETTERS = OutputTag("dead-letters", OUT_TYPE)
 STATE_DESCRIPTOR_NAME = "state"
-# The envelope's bytes are kept as a latin-1 string (a lossless 1:1 byte mapping): PyFlink's
-# embedded converter turns byte[] state into a tuple of ints, and PICKLED_BYTE_ARRAY state is
-# stored differently in thread and process mode. A Java String is stored identically by both
-# modes, so a savepoint restores in either.
-STATE_TYPE = Types.STRING()
+
+
+class StateCell:
+    """The key's encoded state, stored identically in thread and process mode.
+
+    Process mode keeps every Python ValueState as a Java ``ListState<byte[]>`` named
+    ``python-state-<name>`` holding one element: the value framed by PyFlink's bytes coder
+    (``be32(len) payload``).
+    Thread mode would store a ``ValueState`` of another Java type, so a savepoint taken in one
+    mode restores as *empty* in the other. Here thread mode declares the same Java
+    ``ListState<byte[]>`` and reads/writes that framed element through the raw Java state
+    (PyFlink's embedded converter also turns ``byte[]`` into tuples of ints), so both modes
+    share one on-disk form and savepoints restore in either.
+    """
+
+    def __init__(self, runtime_context: RuntimeContext, execution_mode: str) -> None:
+        self._thread = execution_mode == "thread"
+        if self._thread:
+            # Process mode's Java side names it "python-state-<name>"; use that very name.
+            descriptor = ListStateDescriptor(f"python-state-{STATE_DESCRIPTOR_NAME}", BYTES)
+            self._raw = runtime_context.get_list_state(descriptor)._state
+        else:
+            self._value = runtime_context.get_state(
+                ValueStateDescriptor(STATE_DESCRIPTOR_NAME, BYTES)
+            )
+
+    def get(self) -> bytes | None:
+        if not self._thread:
+            value = self._value.value()
+            return None if value is None else bytes(value)
+        elements = self._raw.get()
+        if not elements:
+            return None
+        for framed in elements:
+            framed = bytes(framed)
+            if int.from_bytes(framed[:4], "big") != len(framed) - 4:
+                raise ValueError("state element has an unexpected frame; not written by flink-job")
+            return framed[4:]
+        return None
+
+    def set(self, payload: bytes) -> None:
+        if not self._thread:
+            self._value.update(payload)
+            return
+        self._raw.update([len(payload).to_bytes(4, "big") + payload])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +84,7 @@ class ResolverRef:
     file: str | None
     name: str
     max_message_bytes: int | None = None
+    execution_mode: str = "thread"
 
     def load(self) -> Resolver[Any, Any]:
         if self.file and Path(self.file).is_file():
@@ -115,9 +156,7 @@ class Resolve(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self._core = self.ref.core()
         if self._core.stateful:
-            self._state = runtime_context.get_state(
-                ValueStateDescriptor(STATE_DESCRIPTOR_NAME, STATE_TYPE)
-            )
+            self._state = StateCell(runtime_context, self.ref.execution_mode)
         group = runtime_context.get_metrics_group()
         self._in = group.counter("eventsIn")
         self._rows = group.counter("featureRows")
@@ -139,8 +178,7 @@ class Resolve(KeyedProcessFunction):
             return
         assert isinstance(d, Decoded)
         if self._state is not None:
-            stored = self._state.value()
-            state = core.load_state(None if stored is None else stored.encode("latin-1"))
+            state = core.load_state(self._state.get())
         else:
             state = None
         out = core.apply(d, state, msg)
@@ -150,7 +188,7 @@ class Resolve(KeyedProcessFunction):
             return
         assert isinstance(out, Applied)
         if out.encoded is not None:
-            self._state.update(out.encoded.decode("latin-1"))
+            self._state.set(out.encoded)
         if out.row is not None:
             self._rows.inc()
             yield Row(out.row.key, out.row.value, {"resolver": core.name.encode()})

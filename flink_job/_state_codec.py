@@ -19,7 +19,9 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import functools
 import hashlib
+import inspect
 import io
 import pickle
 import types
@@ -53,6 +55,43 @@ class _StateUnpickler(pickle.Unpickler):
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"state envelope refers to {module}.{name}; refused")
+
+
+_ALLOWED_INSTANCES: frozenset[type] = frozenset(
+    {dt.datetime, dt.date, dt.time, dt.timedelta, dt.timezone, decimal.Decimal, uuid.UUID}
+)
+
+
+class _StatePickler(pickle.Pickler):
+    """Writes only what :class:`_StateUnpickler` reads back: a value of any other class (say a
+    user object put into a ``set[str]`` field) fails the encode instead of the next decode."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type):
+            if (obj.__module__, obj.__qualname__) in _ALLOWED_GLOBALS:
+                return NotImplemented
+        elif type(obj) in _ALLOWED_INSTANCES:
+            return NotImplemented
+        what = obj.__qualname__ if isinstance(obj, type) else type(obj).__qualname__
+        raise TypeError(
+            f"a value of type {what} cannot be stored in state; use builtins, datetime, "
+            "Decimal, UUID, enums, dataclasses or pydantic models, as the field's type says"
+        )
+
+
+def _dumps(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    _StatePickler(buf, protocol=5).dump(obj)
+    return buf.getvalue()
+
+
+# Stored fields are keyed by attribute name at every level, whatever the models' aliases, and
+# fields removed from nested classes are dropped (pydantic >= 2.11; older ones validate by alias).
+_BY_NAME: dict[str, Any] = {
+    k: v
+    for k, v in {"by_alias": False, "by_name": True, "extra": "ignore"}.items()
+    if k in inspect.signature(pydantic.TypeAdapter.validate_python).parameters
+}
 
 
 def _loads(data: bytes) -> Any:
@@ -120,7 +159,7 @@ class _Compiler:
             if all(p == (None, None) for p in pairs):
                 return None, None
             adapter = pydantic.TypeAdapter(tp)
-            return _generic_to_plain, adapter.validate_python
+            return _generic_to_plain, functools.partial(adapter.validate_python, **_BY_NAME)
         if origin in (list, set, frozenset, typing.Sequence, typing.AbstractSet):
             to, frm = self.convs(args[0]) if args else (_generic_to_plain, None)
             kind = list if origin in (list, typing.Sequence) else origin
@@ -146,8 +185,8 @@ class _Compiler:
             if all(p == (None, None) for p in pairs):
                 return None, None
             return (
-                (lambda v, ps=pairs: tuple(p[0](x) if p[0] else x for p, x in zip(ps, v))),
-                (lambda v, ps=pairs: tuple(p[1](x) if p[1] else x for p, x in zip(ps, v))),
+                (lambda v, ps=pairs: tuple(p[0](x) if p[0] else x for p, x in _zip(ps, v))),
+                (lambda v, ps=pairs: tuple(p[1](x) if p[1] else x for p, x in _zip(ps, v))),
             )
         if origin in (dict, typing.Mapping):
             kt, vt = args if args else (Any, Any)
@@ -156,7 +195,9 @@ class _Compiler:
                 return None, None
             return (
                 lambda v: {(kto(k) if kto else k): (vto(x) if vto else x) for k, x in v.items()},
-                lambda v: {(kfrm(k) if kfrm else k): (vfrm(x) if vfrm else x) for k, x in v.items()},
+                lambda v: {
+                    (kfrm(k) if kfrm else k): (vfrm(x) if vfrm else x) for k, x in v.items()
+                },
             )
         if origin is None and tp in (list, set, frozenset, tuple, dict):
             return _generic_to_plain, None
@@ -189,7 +230,7 @@ class _Compiler:
             setter = object.__setattr__
 
             def from_plain(d: dict[str, Any]) -> Any:
-                obj = object.__new__(cls)
+                obj: Any = object.__new__(cls)
                 for n, _, frm in plan:
                     setter(obj, n, frm(d[n]) if frm else d[n])
                 return obj
@@ -197,6 +238,11 @@ class _Compiler:
         cell["to"], cell["from"] = to_plain, from_plain
         self._classes[cls] = (to_plain, from_plain)
         return to_plain, from_plain
+
+
+def _zip(convs: list[tuple[Conv, Conv]], values: Any) -> Any:
+    """Pairs a fixed-length tuple's converters with its values; a wrong length is an error."""
+    return zip(convs, values, strict=True)
 
 
 def _generic_to_plain(v: Any) -> Any:
@@ -219,6 +265,16 @@ def _generic_to_plain(v: Any) -> Any:
         f"a value of type {type(v).__qualname__} cannot be stored in state; use builtins, "
         "datetime, Decimal, UUID, enums, dataclasses or pydantic models"
     )
+
+
+_SAVEPOINT_FIX = (
+    "fix: give new fields a default, keep old field types compatible, or start this resolver "
+    "without the savepoint's state (rename it)."
+)
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__qualname__ if isinstance(tp, type) else str(tp).replace("typing.", "")
 
 
 class StateCodec:
@@ -258,9 +314,7 @@ class StateCodec:
 
     def encode(self, obj: Any) -> bytes:
         """The envelope for ``obj``. Raises TypeError if a value cannot be stored."""
-        return pickle.dumps(
-            (ENVELOPE_VERSION, self.fingerprint, self._to_plain(obj)), protocol=5
-        )
+        return _dumps((ENVELOPE_VERSION, self.fingerprint, self._to_plain(obj)))
 
     def decode(self, data: bytes) -> Any:
         """The state object stored in ``data``; :class:`StateSchemaError` if it no longer fits."""
@@ -282,21 +336,30 @@ class StateCodec:
             return self._from_plain(fields)
         return self.validate_fields(fields)
 
-    def validate_fields(self, fields: dict[str, Any]) -> Any:
-        """Validate plain ``fields`` into the current state class (schema-evolution path)."""
+    def validate_fields(
+        self,
+        fields: dict[str, Any],
+        *,
+        subject: str = "stored state",
+        fix: str = _SAVEPOINT_FIX,
+    ) -> Any:
+        """Validate plain ``fields`` into the current state class (schema-evolution path).
+
+        ``subject`` and ``fix`` word the error: ``fix`` may use ``{field}`` and ``{type}``.
+        """
         known = {k: v for k, v in fields.items() if k in self._field_names}
         try:
-            return self._adapter.validate_python(known)
+            return self._adapter.validate_python(known, **_BY_NAME)
         except pydantic.ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(str(p) for p in err["loc"]) or "?"
             field = str(err["loc"][0]) if err["loc"] else None
-            got = fields.get(field) if field else None
+            got = f"got {fields[field]!r:.80}" if field in fields else "missing"
+            tp = _fields_of(self.cls).get(field, Any) if field else Any
             raise StateSchemaError(
-                f"resolver {self.resolver!r}: stored state does not fit "
-                f"{self.cls.__qualname__}.{loc}: {err['msg']} (stored value: {got!r:.80}); "
-                "fix: give new fields a default, keep old field types compatible, or start "
-                "this resolver without the savepoint's state (rename it).",
+                f"resolver {self.resolver!r}: {subject} does not fit "
+                f"{self.cls.__qualname__}.{loc}: {err['msg']} ({got}); "
+                + fix.format(field=f"{self.cls.__qualname__}.{field}", type=_type_name(tp)),
                 resolver=self.resolver,
                 field=field,
             ) from None

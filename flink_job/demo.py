@@ -70,10 +70,11 @@ def demo(events: int = 2000, users: int = 20, follow: bool = False) -> int:
                     print("flink-job: demo timed out waiting for rows", file=sys.stderr)
                     return 1
                 continue
+            value = msg.value() or b"{}"
             seen += 1
-            row = json.loads(msg.value())
+            row = json.loads(value)
             final[row["user.id"]] = row["user.unique_ip_count"]
-            print(msg.value().decode(), flush=True)
+            print(value.decode(), flush=True)
     except KeyboardInterrupt:
         pass
     finally:

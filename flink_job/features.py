@@ -14,15 +14,17 @@ the primary key.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, get_args, get_origin, overload
 
 from flink_job.errors import ResolverDefinitionError
 
-__all__ = ["Feature", "Features", "FeaturesType", "Primary", "features", "feature_set"]
+__all__ = ["Feature", "Features", "FeaturesType", "Primary", "feature_set", "features"]
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -108,6 +110,25 @@ def _snake_case(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
 
 
+def _eval_each(cls: type) -> dict[str, Any]:
+    """Annotations evaluated one at a time; those that cannot be stay strings."""
+    module = sys.modules.get(cls.__module__)
+    module_globals = dict(vars(module)) if module is not None else {}
+    out: dict[str, Any] = {}
+    for name, ann in inspect.get_annotations(cls).items():
+        if isinstance(ann, str):
+            with contextlib.suppress(Exception):
+                ann = eval(ann, module_globals, dict(vars(cls)))
+        out[name] = ann
+    return out
+
+
+def _is_primary(ann: Any) -> bool:
+    if isinstance(ann, str):  # an unresolvable `Primary[SomeLaterClass]`
+        return re.match(r"^\s*(\w+\.)*Primary\[", ann) is not None
+    return get_origin(ann) is Annotated and any(m is _PRIMARY for m in get_args(ann)[1:])
+
+
 def _row_init(self: Any, **values: Any) -> None:
     fs: FeatureSet = type(self).__flink_features__
     for name, value in values.items():
@@ -135,8 +156,8 @@ def _make_features(cls: C, namespace: str | None) -> C:
         )
     try:
         annotations = inspect.get_annotations(cls, eval_str=True)
-    except Exception:  # unresolvable forward references: keep the strings
-        annotations = inspect.get_annotations(cls)
+    except Exception:  # unresolvable forward references: evaluate the others one by one
+        annotations = _eval_each(cls)
     if not annotations:
         raise ResolverDefinitionError(
             f"@features class {cls.__name__} declares no features; "
@@ -147,7 +168,7 @@ def _make_features(cls: C, namespace: str | None) -> C:
     feats: dict[str, Feature] = {}
     primaries: list[str] = []
     for name, ann in annotations.items():
-        is_primary = get_origin(ann) is Annotated and any(m is _PRIMARY for m in get_args(ann)[1:])
+        is_primary = _is_primary(ann)
         if is_primary:
             primaries.append(name)
         feats[name] = Feature(cls, ns, name, ann, primary=False)

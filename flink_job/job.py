@@ -34,7 +34,7 @@ from connectors.kafka_tables import sink_table_ddl, source_table_ddl
 from flink_job._runtime import DEAD_LETTERS, OUT_TYPE, KeyOf, Resolve, ResolverRef
 from flink_job.config import JobOptions, SourceSettings, resolve_source
 from flink_job.errors import ConfigError
-from flink_job.loader import import_target, collect_resolvers
+from flink_job.loader import collect_resolvers, import_target
 from flink_job.streams import Resolver
 
 __all__ = ["BuiltJob", "build_job", "uid"]
@@ -132,12 +132,11 @@ def build_job(
             file=file if is_file else None,
             name=r.name,
             max_message_bytes=settings.max_message_bytes,
+            execution_mode=options.execution_mode,
         )
         table = f"src_{_ident(r.name)}"
         group_id = settings.group_id or f"flink-job.{options.job_name}.{r.name}"
-        t_env.execute_sql(
-            source_table_ddl(table, settings, group_id, options.starting_offsets).sql
-        )
+        t_env.execute_sql(source_table_ddl(table, settings, group_id, options.starting_offsets).sql)
         raw = t_env.to_data_stream(t_env.from_path(table))
         _set_source_uid(raw, uid(r.name, "source"))
         keyed = raw.key_by(KeyOf(ref), key_type=Types.STRING())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -17,6 +18,11 @@ __all__ = ["collect_resolvers", "import_target", "load_resolvers"]
 
 
 _IMPORT_LOCK = threading.RLock()
+
+
+def file_digest(path: Path) -> str:
+    """A digest of a file's content."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def import_target(target: str) -> ModuleType:
@@ -35,8 +41,15 @@ def _import_target(target: str) -> ModuleType:
             raise ConfigError(f"no such file: {target}; fix: pass a .py file or a module name")
         path = path.resolve()
         name = path.stem
+        digest = file_digest(path)
         existing = sys.modules.get(name)
-        if existing is not None and getattr(existing, "__file__", None) == str(path):
+        # Reuse only the very same file content: a long-lived TaskManager interpreter (thread
+        # mode) keeps modules of earlier jobs, and a resubmitted job must run its new code.
+        if (
+            existing is not None
+            and getattr(existing, "__file__", None) == str(path)
+            and getattr(existing, "__flink_job_digest__", None) == digest
+        ):
             return existing
         # Importable by its stem (the file's folder goes on sys.path) so that workers and
         # pickles name it the same way everywhere.
@@ -47,6 +60,7 @@ def _import_target(target: str) -> ModuleType:
         if spec is None or spec.loader is None:
             raise ConfigError(f"cannot import {target}")
         module = importlib.util.module_from_spec(spec)
+        module.__flink_job_digest__ = digest  # type: ignore[attr-defined]
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
@@ -76,7 +90,9 @@ def collect_resolvers(obj: Any) -> list[Resolver[Any, Any]]:
         try:
             items = list(obj)
         except TypeError:
-            raise ConfigError(f"expected a resolver or a module of resolvers; got {obj!r}") from None
+            raise ConfigError(
+                f"expected a resolver or a module of resolvers; got {obj!r}"
+            ) from None
         for item in items:
             found.extend(collect_resolvers(item))
     unique: dict[str, Resolver[Any, Any]] = {}

@@ -35,4 +35,6 @@ def state_class(annotation: Any) -> type | None:
 
 def is_state_annotation(annotation: Any) -> bool:
     """Whether ``annotation`` is ``State[...]`` (whatever is inside)."""
-    return get_origin(annotation) is Annotated and any(m is _STATE for m in get_args(annotation)[1:])
+    if get_origin(annotation) is not Annotated:
+        return False
+    return any(m is _STATE for m in get_args(annotation)[1:])

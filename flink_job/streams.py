@@ -18,7 +18,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 import pydantic
 
 from flink_job._state_codec import StateCodec
-from flink_job.errors import ResolverDefinitionError
+from flink_job.errors import ResolverDefinitionError, StateSchemaError
 from flink_job.features import Feature, FeatureSet, FeaturesType, feature_set
 from flink_job.sources import KafkaSource
 from flink_job.state import is_state_annotation, state_class
@@ -168,7 +168,7 @@ def _is_message_type(tp: Any) -> bool:
 
 def _unwrap_optional(tp: Any) -> Any:
     args = typing.get_args(tp)
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
         rest = [a for a in args if a is not type(None)]
         if len(rest) == 1:
             return rest[0]
@@ -187,7 +187,10 @@ def _analyze(
 ) -> Resolver[Any, Any]:
     rname = name or getattr(fn, "__name__", None) or repr(fn)
     if not callable(fn):
-        raise _err(rname, None, f"@stream decorates a function; got {fn!r}")
+        raise _err(
+            rname, None, f"@stream decorates a function; got {fn!r}; "
+            "fix: put @stream(...) directly above a `def`."
+        )  # fmt: skip
     if not isinstance(source, KafkaSource):
         raise _err(
             rname, "source", f"source= must be a KafkaSource; got {source!r}. "
@@ -215,9 +218,7 @@ def _analyze(
                 "fix: a stream resolver takes one message parameter and at most one State[T]."
             )  # fmt: skip
     if message is None:
-        raise _err(
-            rname, None, "has no message parameter; fix: add one, e.g. `event: LoginEvent`."
-        )
+        raise _err(rname, None, "has no message parameter; fix: add one, e.g. `event: LoginEvent`.")
     mtype = anns.get(message.name, _NO_DEFAULT)
     if mtype is _NO_DEFAULT:
         raise _err(
@@ -289,13 +290,27 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
     # The initial state must fit its own schema (the seed's `unique_ips: Set[str] = 0` does not)
     # and must be storable.
     try:
-        codec.validate_fields(codec.plain(initial))
+        fields = codec.plain(initial)
     except Exception as e:
-        field = getattr(e, "field", None) or p.name
-        detail = str(e).split(": ", 1)[-1] if hasattr(e, "field") else f"{type(e).__name__}: {e}"
         raise _err(
-            rname, field, f"{where}: {what} violates {cls.__qualname__}'s own schema at "
-            f"field {field!r}: {detail}"
+            rname, p.name, f"{where}: {what} cannot be stored ({type(e).__name__}: {e}); fix: "
+            f"make every value of {cls.__qualname__} fit its field's declared type."
+        ) from None  # fmt: skip
+    fix = (
+        "fix: give {field} a default of type {type} in the class, or change the field's type."
+        if default is _NO_DEFAULT
+        else "fix: pass a {type} for {field} in the parameter's default, or drop the default."
+    )
+    try:
+        codec.validate_fields(fields, subject=f"{where}: {what}", fix=fix)
+    except StateSchemaError as e:
+        raise ResolverDefinitionError(str(e), resolver=rname, field=e.field or p.name) from None
+    try:
+        codec.encode(initial)
+    except Exception as e:
+        raise _err(
+            rname, p.name, f"{where}: {what} cannot be stored ({type(e).__name__}: {e}); fix: "
+            f"make every value of {cls.__qualname__} fit its field's declared type."
         ) from None  # fmt: skip
     return StateSpec(p.name, cls, default, codec)
 
@@ -313,13 +328,16 @@ def _fields_without_default(cls: type) -> list[str]:
 
 def _check_parse(rname: str, parse: Callable[[Any], Any], mtype: type) -> type:
     if not callable(parse):
-        raise _err(rname, "parse", f"parse= must be a function; got {parse!r}")
+        raise _err(
+            rname, "parse", f"parse= must be a function; got {parse!r}; "
+            "fix: pass a function `(bytes | Model) -> Model | None`."
+        )  # fmt: skip
     anns = _annotations(parse, rname)
     params = list(inspect.signature(parse).parameters.values())
     if len(params) != 1:
         raise _err(
-            rname, "parse", f"parse= function {getattr(parse, '__name__', parse)!r} must take "
-            "exactly one argument (the raw bytes or a model)."
+            rname, "parse", f"parse= function {getattr(parse, '__name__', parse)!r} takes "
+            f"{len(params)} arguments; fix: make it take exactly one (the raw bytes or a model)."
         )  # fmt: skip
     pin = anns.get(params[0].name, bytes)
     if not _is_message_type(pin):
@@ -347,15 +365,14 @@ def _field_type(tp: Any, attr: str) -> Any:
     return _NO_DEFAULT
 
 
-def _key_specs(
-    rname: str, keys: Mapping[str, Feature] | None, mtype: type
-) -> tuple[KeySpec, ...]:
+def _key_specs(rname: str, keys: Mapping[str, Feature] | None, mtype: type) -> tuple[KeySpec, ...]:
     if keys is None:
         return ()
     if not isinstance(keys, Mapping) or not keys:
         raise _err(
-            rname, "keys", f'keys= must be a non-empty dict {{"attr.path": Feature}}; got {keys!r}'
-        )
+            rname, "keys", f'keys= must be a non-empty dict {{"attr.path": Feature}}; got '
+            f'{keys!r}; fix: e.g. keys={{"user_id": User.id}}.'
+        )  # fmt: skip
     if mtype in (str, bytes):
         raise _err(
             rname, "keys", f"keys= needs a structured message, but the message is "
@@ -366,8 +383,8 @@ def _key_specs(
     for path, feat in keys.items():
         if not isinstance(feat, Feature):
             raise _err(
-                rname, str(path), f"keys[{path!r}] must be a feature reference such as User.id; "
-                f"got {feat!r}"
+                rname, str(path), f"keys[{path!r}] must be a feature reference; got {feat!r}; "
+                "fix: use an attribute of a @features class, e.g. User.id."
             )  # fmt: skip
         parts = tuple(str(path).split("."))
         tp: Any = mtype

@@ -1,7 +1,7 @@
 """Run resolvers in-process with exactly the Flink job's semantics, without Flink.
 
-    result = replay(track_unique_ips, [LoginEvent(user_id="u1", ip_address="1.1.1.1")])
-    assert result.rows == [{"user.id": "u1", "user.unique_ip_count": 1}]
+result = replay(track_unique_ips, [LoginEvent(user_id="u1", ip_address="1.1.1.1")])
+assert result.rows == [{"user.id": "u1", "user.unique_ip_count": 1}]
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from typing import Any
 import pydantic
 import pydantic_core
 
-from flink_job._core import SKIP, Applied, DeadLetter, FeatureRow, RawMessage, ResolverCore
+from flink_job._core import (
+    SKIP,
+    Applied,
+    DeadLetter,
+    Decoded,
+    FeatureRow,
+    RawMessage,
+    ResolverCore,
+)
 from flink_job.loader import collect_resolvers
 
 __all__ = ["ReplayResult", "replay"]
@@ -78,6 +86,10 @@ def _to_raw(item: Any, topic: str, offset: int) -> RawMessage:
         value = json.dumps(item).encode()
     if isinstance(key, str):
         key = key.encode()
+    elif isinstance(key, bytearray):
+        key = bytes(key)
+    elif key is not None and not isinstance(key, bytes):
+        key = pydantic_core.to_json(key)  # a Kafka key is bytes: 7 is b"7", as a producer sends
     return RawMessage(value=value, key=key, topic=topic, partition=0, offset=offset)
 
 
@@ -126,7 +138,7 @@ def replay(
                 if isinstance(d, DeadLetter):
                     dead.append(d)
                     continue
-                assert not isinstance(d, type(SKIP))
+                assert isinstance(d, Decoded)
                 keyed = stored[core.name]
                 state = core.load_state(keyed.get(d.key)) if core.stateful else None
                 out = core.apply(d, state, msg)

@@ -30,9 +30,7 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
         fut.result(30)
 
 
-def produce(
-    bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]
-) -> int:
+def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> int:
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 5_000_000})
     n = 0
     for key, value in items:

@@ -73,7 +73,7 @@ def test_savepoint_round_trip_continues_state(cluster, kafka, topics, tmp_path):
     }
 
 
-EVOLVED = '''
+EVOLVED = """
 from dataclasses import dataclass, field
 from pydantic import BaseModel
 from flink_job import State
@@ -97,7 +97,7 @@ class Count:
 def count_events(event: Event, state: State[Count]) -> Features[User.id, User.events]:
 {body}
     return User(id=event.user_id, events=state.n)
-'''
+"""
 
 
 def _variant(tmp_path: Path, name: str, fields: str, body: str) -> str:
@@ -124,9 +124,13 @@ def test_state_class_change_restores(cluster, kafka, topics, tmp_path, change):
     savepoint = _savepoint_with_counts(kafka, source, sink, conf, tmp_path)
     if change == "added_field":
         # New field with a default: old state restores and the field takes its default.
-        app = _variant(tmp_path, "v2", "    n: int = 0\n    last_seq: int = -1\n"
-                       "    tags: list[str] = field(default_factory=lambda: ['new'])",
-                       "    assert state.tags[0] == 'new', state.tags\n    state.n += 1")
+        app = _variant(
+            tmp_path,
+            "v2",
+            "    n: int = 0\n    last_seq: int = -1\n"
+            "    tags: list[str] = field(default_factory=lambda: ['new'])",
+            "    assert state.tags[0] == 'new', state.tags\n    state.n += 1",
+        )
     else:
         app = _variant(tmp_path, "v2", "    n: int = 0", "    state.n += 1")
     produce(kafka, source, ch.events(users=5, per_user=2, start=10))
@@ -181,7 +185,7 @@ def test_removed_resolver_needs_allow_non_restored_state(cluster, kafka, tmp_pat
     only_clicks = tmp_path / "one" / "two_resolvers.py"
     only_clicks.parent.mkdir()
     text = (APPS / "two_resolvers.py").read_text()
-    only_clicks.write_text(text[: text.index("@stream(\n    source=KafkaSource(name=\"purchases\"")])
+    only_clicks.write_text(text[: text.index('@stream(\n    source=KafkaSource(name="purchases"')])
     flags = ["--sink-topic", sink, "--from-savepoint", savepoint, "--checkpoint-interval", "1000"]
     refused = ch.cli("submit", str(only_clicks), *flags, conf=conf, check=False)
     assert refused.returncode != 0
@@ -240,4 +244,37 @@ def test_taskmanager_killed_twice_exactly_once(cluster, kafka, topics, tmp_path)
     # No duplicates, no gaps: every user's rows are exactly 1..per_user.
     assert {u: sorted(c) for u, c in per_user_counts.items()} == {
         f"u{u}": list(range(1, per_user + 1)) for u in range(users)
+    }
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("thread", "hashmap"), ("process", "rocksdb")),
+        (("process", "rocksdb"), ("thread", "hashmap")),
+    ],
+)
+def test_savepoint_restores_across_execution_modes_and_backends(
+    cluster, kafka, topics, tmp_path, first, second
+):
+    """The trap: PICKLED state restored in the other Python mode comes back empty. Our state
+    is a string envelope, so the counts must continue whatever the mode and backend."""
+    source, sink, conf = topics
+    app = str(APPS / "count_events.py")
+    produce(kafka, source, ch.events(users=10, per_user=5))
+    job = ch.submit(app, "--sink-topic", sink, "--starting-offsets", "earliest",
+                    "--execution-mode", first[0], "--state-backend", first[1],
+                    conf=conf, checkpoints=tmp_path / "ck")  # fmt: skip
+    assert len(read_all(kafka, sink, expect=50, timeout=120)) == 50
+    savepoint = ch.stop(job, tmp_path / "sp", conf)
+    produce(kafka, source, ch.events(users=10, per_user=3, start=5))
+    job2 = ch.submit(app, "--sink-topic", sink, "--from-savepoint", savepoint,
+                     "--execution-mode", second[0], "--state-backend", second[1],
+                     conf=conf, checkpoints=tmp_path / "ck")  # fmt: skip
+    try:
+        rows = read_all(kafka, sink, expect=80, timeout=120)
+    finally:
+        ch.cancel(job2)
+    assert {u: sorted(c) for u, c in _per_user(rows).items()} == {
+        f"u{u}": list(range(1, 9)) for u in range(10)
     }

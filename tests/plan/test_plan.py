@@ -13,7 +13,11 @@ APPS = Path(__file__).resolve().parents[1] / "integration" / "apps"
 
 
 def _uids(env) -> set[str]:
-    seen, pending, uids = set(), list(env._j_stream_execution_environment.getTransformations()), set()
+    seen, pending, uids = (
+        set(),
+        list(env._j_stream_execution_environment.getTransformations()),
+        set(),
+    )
     while pending:
         t = pending.pop()
         if t.getId() in seen:
