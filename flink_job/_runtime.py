@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, KeySelector, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
-from flink_job._core import SKIP, Applied, DeadLetter, Decoded, RawMessage, ResolverCore
+from flink_job._core import Applied, DeadLetter, Decoded, RawMessage, ResolverCore
 from flink_job.loader import collect_resolvers, import_target
 from flink_job.streams import Resolver
 
@@ -102,13 +105,14 @@ class ResolverRef:
 
 def raw_message(row: Row) -> RawMessage:
     """The source table's row (k, v, topic, partition, offset, ts, headers) as a RawMessage."""
-    headers = row[6]
+    # Row.__getitem__ is a slow Python method; its value list is what the row holds.
+    key, value, topic, partition, offset, _ts, headers = row._values
     return RawMessage(
-        value=row[1],
-        key=row[0],
-        topic=row[2] or "",
-        partition=row[3] if row[3] is not None else -1,
-        offset=row[4] if row[4] is not None else -1,
+        value=value,
+        key=key,
+        topic=topic or "",
+        partition=partition if partition is not None else -1,
+        offset=offset if offset is not None else -1,
         timestamp=None,
         headers=tuple(headers.items()) if headers else (),
     )
@@ -117,6 +121,37 @@ def raw_message(row: Row) -> RawMessage:
 def _dead_row(d: DeadLetter) -> Row:
     # Kafka headers are a list; the table connector takes a map (one value per name).
     return Row(d.message.key, d.message.value, dict(d.headers()))
+
+
+class _Handoff:
+    """Decoded messages passed from the key selector to the keyed operator of one resolver.
+
+    In thread mode every operator of a TaskManager runs in one Python interpreter, so the
+    keyed operator can reuse the event the key selector already parsed and validated instead
+    of parsing it a second time. A miss (process mode, another TaskManager, a restart) simply
+    decodes again: decoding is deterministic, so both paths give the same result.
+    """
+
+    MAX = 65_536
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, Any, Any, Any], tuple[Decoded, RawMessage]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, key: tuple[str, Any, Any, Any], d: Decoded, msg: RawMessage) -> None:
+        with self._lock:
+            items = self._items
+            if len(items) >= self.MAX:  # entries of records that never arrived (failover)
+                for old in list(itertools.islice(items, self.MAX // 4)):
+                    del items[old]
+            items[key] = (d, msg)
+
+    def take(self, key: tuple[str, Any, Any, Any]) -> tuple[Decoded, RawMessage] | None:
+        with self._lock:
+            return self._items.pop(key, None)
+
+
+HANDOFF = _Handoff()
 
 
 class KeyOf(KeySelector):
@@ -141,54 +176,103 @@ class KeyOf(KeySelector):
             except UnicodeDecodeError:
                 return UNKEYABLE
         assert self._core is not None
-        d = self._core.decode(raw_message(value))
-        return d.key if isinstance(d, Decoded) else UNKEYABLE
+        msg = raw_message(value)
+        d = self._core.decode(msg)
+        if not isinstance(d, Decoded):
+            return UNKEYABLE
+        vals = value._values
+        HANDOFF.put((self.ref.name, vals[2], vals[3], vals[4]), d, msg)
+        return d.key
+
+
+class _Counters:
+    """Job metrics, flushed to Flink at most every 0.5 s (each inc() is a call into Java)."""
+
+    FIELDS = ("eventsIn", "featureRows", "deadLetters", "skipped")
+
+    def __init__(self, runtime_context: RuntimeContext) -> None:
+        group = runtime_context.get_metrics_group()
+        self._flink = [group.counter(name) for name in self.FIELDS]
+        self.counts = [0, 0, 0, 0]
+        self._next_flush = 0.0
+
+    def maybe_flush(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_flush:
+            self._next_flush = now + 0.5
+            for counter, n in zip(self._flink, self.counts, strict=True):
+                if n:
+                    counter.inc(n)
+            self.counts = [0, 0, 0, 0]
 
 
 class Resolve(KeyedProcessFunction):
-    """The keyed operator: the key's ValueState holds the encoded state envelope (bytes)."""
+    """The keyed operator: the key's state holds the encoded state envelope (bytes).
+
+    Decoded state objects are cached per key (bounded): only this operator instance writes
+    its keys' state, so a cached object always equals what was last stored; the cache starts
+    empty after every (re)start or restore. A failed message evicts its key, since the
+    resolver may have half-mutated the object.
+    """
+
+    STATE_CACHE_SIZE = 10_000
 
     def __init__(self, ref: ResolverRef) -> None:
         self.ref = ref
         self._core: ResolverCore | None = None
         self._state: Any = None
+        self._cache: dict[str, Any] = {}
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._core = self.ref.core()
         if self._core.stateful:
             self._state = StateCell(runtime_context, self.ref.execution_mode)
-        group = runtime_context.get_metrics_group()
-        self._in = group.counter("eventsIn")
-        self._rows = group.counter("featureRows")
-        self._dead = group.counter("deadLetters")
-        self._skipped = group.counter("skipped")
+        self._counters = _Counters(runtime_context)
+        self._cache = {}
+        self._headers = {"resolver": self._core.name.encode()}
+
+    def close(self) -> None:
+        self._counters.maybe_flush()
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Any:
         core = self._core
         assert core is not None
-        self._in.inc()
-        msg = raw_message(value)
-        d = core.decode(msg)
-        if d is SKIP:
-            self._skipped.inc()
-            return
-        if isinstance(d, DeadLetter):
-            self._dead.inc()
-            yield DEAD_LETTERS, _dead_row(d)
-            return
-        assert isinstance(d, Decoded)
-        if self._state is not None:
-            state = core.load_state(self._state.get())
+        counts = self._counters.counts
+        counts[0] += 1
+        self._counters.maybe_flush()
+        vals = value._values
+        handed = HANDOFF.take((self.ref.name, vals[2], vals[3], vals[4]))
+        if handed is not None:
+            d, msg = handed
         else:
-            state = None
+            msg = raw_message(value)
+            decoded = core.decode(msg)
+            if isinstance(decoded, DeadLetter):
+                counts[2] += 1
+                yield DEAD_LETTERS, _dead_row(decoded)
+                return
+            if not isinstance(decoded, Decoded):  # parse= skipped it
+                counts[3] += 1
+                return
+            d = decoded
+        state = None
+        if self._state is not None:
+            cache = self._cache
+            state = cache.pop(d.key, None)
+            if state is None:
+                state = core.load_state(self._state.get())
         out = core.apply(d, state, msg)
         if isinstance(out, DeadLetter):
-            self._dead.inc()
+            counts[2] += 1
             yield DEAD_LETTERS, _dead_row(out)
             return
         assert isinstance(out, Applied)
         if out.encoded is not None:
             self._state.set(out.encoded)
+            cache = self._cache
+            if len(cache) >= self.STATE_CACHE_SIZE:
+                del cache[next(iter(cache))]  # the least recently used key
+            cache[d.key] = out.state
         if out.row is not None:
-            self._rows.inc()
-            yield Row(out.row.key, out.row.value, {"resolver": core.name.encode()})
+            counts[1] += 1
+            yield Row(out.row.key, out.row.value, self._headers)

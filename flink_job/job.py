@@ -37,7 +37,7 @@ from flink_job.errors import ConfigError
 from flink_job.loader import collect_resolvers, import_target
 from flink_job.streams import Resolver
 
-__all__ = ["BuiltJob", "build_job", "uid"]
+__all__ = ["BuiltJob", "build_job", "resolver_stream", "uid"]
 
 
 def uid(*parts: str) -> str:
@@ -88,7 +88,7 @@ def flink_configuration(options: JobOptions) -> Configuration:
     )
     config.set_string("state.backend.type", options.state_backend)
     config.set_string("restart-strategy.type", "fixed-delay")
-    config.set_string("restart-strategy.fixed-delay.attempts", "10")
+    config.set_string("restart-strategy.fixed-delay.attempts", "30")
     config.set_string("restart-strategy.fixed-delay.delay", "2 s")
     if options.from_savepoint:
         config.set_string("execution.state-recovery.path", options.from_savepoint)
@@ -139,13 +139,7 @@ def build_job(
         t_env.execute_sql(source_table_ddl(table, settings, group_id, options.starting_offsets).sql)
         raw = t_env.to_data_stream(t_env.from_path(table))
         _set_source_uid(raw, uid(r.name, "source"))
-        keyed = raw.key_by(KeyOf(ref), key_type=Types.STRING())
-        keyed._j_data_stream.getTransformation().getInputs().get(0).setUid(uid(r.name, "key"))
-        out = (
-            keyed.process(Resolve(ref), output_type=OUT_TYPE)
-            .name(f"resolve {r.name}")
-            .uid(uid(r.name, "resolve"))
-        )
+        out = resolver_stream(raw, ref)
         rows.append(out)
         dead.setdefault(settings.dead_letter_topic, []).append(out.get_side_output(DEAD_LETTERS))
 
@@ -172,6 +166,18 @@ def build_job(
     statements.attach_as_datastream()
     _set_sink_uids(env, {f"sink_{_ident(t)}": uid("sink", t) for t in sink_topics})
     return BuiltJob(env, t_env, options, resolvers, sources, sink_topics)
+
+
+def resolver_stream(raw: DataStream, ref: ResolverRef) -> DataStream:
+    """key_by + the keyed resolver operator over a stream of source rows (k, v, topic,
+    partition, offset, ts, headers). Feature rows out; dead letters on ``DEAD_LETTERS``."""
+    keyed = raw.key_by(KeyOf(ref), key_type=Types.STRING())
+    keyed._j_data_stream.getTransformation().getInputs().get(0).setUid(uid(ref.name, "key"))
+    return (
+        keyed.process(Resolve(ref), output_type=OUT_TYPE)
+        .name(f"resolve {ref.name}")
+        .uid(uid(ref.name, "resolve"))
+    )
 
 
 def _set_source_uid(ds: DataStream, value: str) -> None:

@@ -229,7 +229,9 @@ def _wait_running(rest: Any, job_id: str, timeout: float = 90.0) -> None:
             return
         if state in ("FAILED", "FAILING", "RESTARTING", "CANCELED"):
             cause = explain(rest.root_cause(job_id) or "see the cluster logs")
-            if state != "RESTARTING" or "Cannot map" in cause:
+            # Restarts cannot fix these: report now instead of after every restart attempt.
+            deterministic = ("Cannot map", "StateSchemaError")
+            if state != "RESTARTING" or any(d in cause for d in deterministic):
                 raise FlinkJobError(f"job {job_id} {state.lower()}: {cause}")
         time.sleep(1)
     raise FlinkJobError(f"job {job_id} did not reach RUNNING within {timeout:.0f}s")

@@ -1,0 +1,187 @@
+"""One benchmark run on a Flink MiniCluster, in a fresh process (one JVM per run).
+
+    python -m bench.flink_runs VARIANT N KEYS   -> prints a JSON line {"seconds": ..., ...}
+
+Variants: ``project`` (this project's compiled resolver: the same KeyOf/Resolve operators the
+job uses), ``baseline-thread`` / ``baseline-process`` (a hand-written KeyedProcessFunction with
+a pickled ValueState, as one would write it in PyFlink), and ``project-process``.
+The source is an in-memory collection of the same JSON bytes for every variant; the sink
+discards. After a warm-up job, the same job runs on N and on 3N events in one JVM; the rate is
+2N / (t(3N) - t(N)), which cancels job startup and teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(mode: str):  # type: ignore[no-untyped-def]
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    from flink_job.config import JobOptions
+    from flink_job.job import flink_configuration
+
+    config = flink_configuration(JobOptions(execution_mode=mode, checkpoint_interval_ms=60_000))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        config.set_string("rest.port", str(s.getsockname()[1]))
+    config.set_string("rest.bind-address", "127.0.0.1")
+    assert isinstance(config, Configuration)
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    env.set_parallelism(1)
+    return env
+
+
+def _source(env, values: list[bytes]):  # type: ignore[no-untyped-def]
+    from pyflink.common import Row
+    from pyflink.common.typeinfo import Types
+
+    from flink_job._runtime import BYTES
+
+    row_type = Types.ROW_NAMED(
+        ["k", "v", "topic", "partition", "offset", "ts", "headers"],
+        [BYTES, BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG(),
+         Types.MAP(Types.STRING(), BYTES)],
+    )  # fmt: skip
+    rows = [Row(None, v, "bench", 0, i, 0, {}) for i, v in enumerate(values)]
+    return env.from_collection(rows, type_info=row_type)
+
+
+def build(variant: str, values: list[bytes]):  # type: ignore[no-untyped-def]
+    from pyflink.common.typeinfo import Types
+    from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+    from pyflink.datastream.state import ValueStateDescriptor
+
+    mode = "process" if variant.endswith("process") else "thread"
+    from pyflink.datastream.state import ValueStateDescriptor as _V  # noqa: F401
+
+    env = _env(mode)
+    src = _source(env, values)
+    if variant.startswith("project"):
+        from flink_job._runtime import ResolverRef
+        from flink_job.job import resolver_stream
+
+        ref = ResolverRef("bench.workload", None, "track_unique_ips", None, mode)
+        out = resolver_stream(src, ref)
+    elif variant == "floor-row2":
+        from pyflink.common import Row
+
+        t2 = Types.ROW_NAMED(["k", "v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())] * 2)
+
+        class Row2(KeyedProcessFunction):
+            def process_element(self, value, ctx):  # type: ignore[no-untyped-def]
+                yield Row(None, value[1])
+
+        out = src.key_by(lambda r: "k", key_type=Types.STRING()).process(Row2(), output_type=t2)
+    elif variant == "floor-row":
+        from pyflink.common import Row
+
+        from flink_job._runtime import OUT_TYPE
+
+        class RowOut(KeyedProcessFunction):
+            def process_element(self, value, ctx):  # type: ignore[no-untyped-def]
+                yield Row(None, value[1], {"resolver": b"x"})
+
+        out = src.key_by(lambda r: "k", key_type=Types.STRING()).process(
+            RowOut(), output_type=OUT_TYPE
+        )
+    elif variant.startswith("floor-state"):
+        from flink_job._runtime import StateCell
+
+        how = variant.split(":")[1] if ":" in variant else "cell"
+
+        class Stateful(KeyedProcessFunction):
+            def open(self, ctx):  # type: ignore[no-untyped-def]
+                from pyflink.datastream.state import ListStateDescriptor
+
+                self.cell = StateCell(ctx, "thread")
+                self.v = ctx.get_state(ValueStateDescriptor("v", Types.PICKLED_BYTE_ARRAY()))
+                self.s = ctx.get_state(ValueStateDescriptor("s", Types.STRING()))
+                self.raw = ctx.get_list_state(
+                    ListStateDescriptor("l", Types.PRIMITIVE_ARRAY(Types.BYTE()))
+                )._state
+
+            def process_element(self, value, ctx):  # type: ignore[no-untyped-def]
+                b = value[1]
+                if how == "cell":
+                    self.cell.set(b)
+                elif how == "pickled":
+                    self.v.update(b)
+                elif how == "string":
+                    self.s.update(b.decode("latin-1"))
+                elif how == "add":
+                    self.raw.clear()
+                    self.raw.add(b)
+                elif how == "none":
+                    pass
+                yield b
+
+        out = src.key_by(lambda r: json.loads(r[1])["user_id"], key_type=Types.STRING()).process(
+            Stateful(), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE())
+        )
+    elif variant == "floor":
+
+        class Nothing(KeyedProcessFunction):
+            def process_element(self, value, ctx):  # type: ignore[no-untyped-def]
+                yield value[1]
+
+        out = src.key_by(lambda r: "k", key_type=Types.STRING()).process(
+            Nothing(), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE())
+        )
+    else:
+
+        class Unique(KeyedProcessFunction):  # the hand-written baseline
+            def open(self, ctx: RuntimeContext) -> None:
+                self.ips = ctx.get_state(ValueStateDescriptor("ips", Types.PICKLED_BYTE_ARRAY()))
+
+            def process_element(self, value, ctx):  # type: ignore[no-untyped-def]
+                event = json.loads(value[1])
+                ips = self.ips.value() or set()
+                ips.add(event["ip_address"])
+                self.ips.update(ips)
+                yield json.dumps(
+                    {"user.id": event["user_id"], "user.unique_ip_count": len(ips)}
+                ).encode()
+
+        out = src.key_by(lambda r: json.loads(r[1])["user_id"], key_type=Types.STRING()).process(
+            Unique(), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE())
+        )
+    from pyflink.java_gateway import get_gateway
+
+    # A Java discarding sink: no extra Python operator after the measured one.
+    discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
+    out._j_data_stream.sinkTo(discard)
+    env.add_python_file(str(ROOT / "bench"))
+    return env
+
+
+def timed(variant: str, values: list[bytes]) -> float:
+    env = build(variant, values)
+    t0 = time.perf_counter()
+    env.execute(f"bench-{variant}")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    variant, n, keys = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    sys.path.insert(0, str(ROOT))
+    from bench.workload import events
+
+    values = events(3 * n, keys)
+    timed(variant, values[:100])  # warm-up: JVM, classes, Python imports
+    t1 = timed(variant, values[:n])
+    t3 = timed(variant, values)
+    rate = 2 * n / max(t3 - t1, 1e-9)
+    print(json.dumps({"variant": variant, "n": n, "keys": keys, "t_n": t1, "t_3n": t3,
+                      "events_per_s": rate}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Run every benchmark in one invocation; print a table, write JSON and a PNG chart.
+
+    python -m bench.run            # full: several runs per variant, 1k/100k/1M keys
+    python -m bench.run --quick    # under 2 minutes: one small run of each Flink variant
+
+Each Flink variant runs in its own process (one JVM each). Numbers are medians with min-max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _flink(variant: str, n: int, keys: int) -> float:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.flink_runs", variant, str(n), str(keys)],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800, check=True,
+    )  # fmt: skip
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["events_per_s"])
+
+
+def _e2e(n: int, keys: int, backend: str, probes: int) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.e2e", str(n), str(keys), "--backend", backend,
+         "--probes", str(probes)],
+        cwd=ROOT, capture_output=True, text=True, timeout=3600, check=True,
+    )  # fmt: skip
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": len(values)}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from bench.workload import events, pure_python_ceiling, state_bytes_per_key
+
+    runs = 1 if args.quick else args.runs
+    n, n_process, keys = (2000, 300, 1000) if args.quick else (30000, 3000, 1000)
+    started = time.monotonic()
+    results: dict[str, object] = {"quick": args.quick, "parallelism": 1}
+
+    rates = {
+        "project (thread)": [_flink("project", n, keys) for _ in range(runs)],
+        "baseline thread mode": [_flink("baseline-thread", n, keys) for _ in range(runs)],
+        "baseline process mode": [_flink("baseline-process", n_process, keys) for _ in range(runs)],
+        "pure-Python ceiling": [pure_python_ceiling(events(n * 3, keys)) for _ in range(runs)],
+    }
+    summary = {k: _summary(v) for k, v in rates.items()}
+    med = {k: v["median"] for k, v in summary.items()}
+    ratios = {
+        "project / baseline thread": med["project (thread)"] / med["baseline thread mode"],
+        "project / baseline process": med["project (thread)"] / med["baseline process mode"],
+        "project / pure-Python ceiling": med["project (thread)"] / med["pure-Python ceiling"],
+    }
+    results.update(operator=summary, ratios=ratios)
+
+    growth = {}
+    for k in [1000] if args.quick else [1000, 100_000, 1_000_000]:
+        events_n = max(n, 2 * k)
+        rate = med["project (thread)"] if k == keys else _flink("project", events_n, k)
+        growth[str(k)] = {
+            "events_per_s": rate,
+            "state_bytes_per_key": state_bytes_per_key(events(min(events_n, 200_000), k)),
+        }
+    results["growth"] = growth
+
+    e2e_n, e2e_keys = (3000, 1000) if args.quick else (100_000, 1000)
+    results["end_to_end"] = _e2e(e2e_n, e2e_keys, "hashmap", 3 if args.quick else 100)
+    # Checkpoint cost with many keys: one event per key, then the last checkpoint's numbers.
+    ck_keys = 1_000_000
+    results["checkpoint_at_keys"] = (
+        {} if args.quick else {b: _e2e(ck_keys, ck_keys, b, 1) for b in ("hashmap", "rocksdb")}
+    )
+    results["seconds"] = time.monotonic() - started
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    _print(results)
+    _chart(summary, out / "throughput.png")
+    print(f"\nwrote {out / 'results.json'} and {out / 'throughput.png'}")
+    return 0
+
+
+def _print(r: dict) -> None:  # type: ignore[type-arg]
+    print(f"\n{'variant':32} {'events/s (median)':>18} {'min-max':>22}")
+    for name, s in r["operator"].items():
+        print(f"{name:32} {s['median']:>18,.0f} {s['min']:>10,.0f}-{s['max']:<10,.0f}")
+    print()
+    for name, v in r["ratios"].items():
+        print(f"{name:32} {v:>18.2f}x")
+    print("\ngrowth (this project, thread mode):")
+    for k, g in r["growth"].items():
+        sb = g["state_bytes_per_key"]
+        print(f"  {int(k):>9,} keys: {g['events_per_s']:>9,.0f} events/s; state bytes/key "
+              f"{sb['envelope']:.0f} (pickled set: {sb['pickled_set']:.0f})")  # fmt: skip
+    e = r["end_to_end"]
+    p50, p99 = e["latency_p50_s"], e["latency_p99_s"]
+    print(f"\nend to end (Kafka -> job -> Kafka, exactly-once, checkpoint 1 s): "
+          f"{e['sustained_events_per_s']:,.0f} events/s; latency p50 {p50} s, p99 {p99} s")  # fmt: skip
+    for b, c in r["checkpoint_at_keys"].items():
+        ck = c["checkpoint"]
+        print(f"checkpoint at {c['keys']:,} keys, {b}: {ck.get('duration_ms')} ms, "
+              f"{ck.get('state_size')} bytes")  # fmt: skip
+
+
+def _chart(summary: dict, path: Path) -> None:  # type: ignore[type-arg]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary)
+    med = [summary[n]["median"] for n in names]
+    err = [[m - summary[n]["min"] for n, m in zip(names, med, strict=True)],
+           [summary[n]["max"] - m for n, m in zip(names, med, strict=True)]]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.barh(names, med, xerr=err, color=["#2a7", "#57a", "#a75", "#999"])
+    ax.set_xlabel("events/s (median, min-max)")
+    ax.set_title("Unique-IP resolver, MiniCluster, parallelism 1")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

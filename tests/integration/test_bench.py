@@ -1,0 +1,28 @@
+"""The benchmark still works (quick mode). Its numbers are not asserted: speed is measured in
+bench/, never as timed assertions in tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_quick_mode_produces_table_json_and_chart(kafka, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["ratios"]) == {
+        "project / baseline thread", "project / baseline process",
+        "project / pure-Python ceiling",
+    }  # fmt: skip
+    assert all(v["median"] > 0 for v in results["operator"].values())
+    assert results["end_to_end"]["rows"] == results["end_to_end"]["n"]
+    assert (tmp_path / "throughput.png").stat().st_size > 1000
+    assert "project / baseline thread" in out.stdout
