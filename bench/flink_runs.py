@@ -4,7 +4,8 @@
 
 Variants: ``project`` (this project's compiled resolver: the same KeyOf/Resolve operators the
 job uses), ``baseline-thread`` / ``baseline-process`` (a hand-written KeyedProcessFunction with
-a pickled ValueState, as one would write it in PyFlink), and ``project-process``.
+a pickled ValueState, as one would write it in PyFlink), ``project-process``, and ``floor`` (a
+keyed operator that does nothing: the engine's own per-record cost with this source).
 The source is an in-memory collection of the same JSON bytes for every variant; the sink
 discards. After a warm-up job, the same job runs on N and on 3N events in one JVM; the rate is
 2N / (t(3N) - t(N)), which cancels job startup and teardown.
@@ -60,7 +61,6 @@ def build(variant: str, values: list[bytes]):  # type: ignore[no-untyped-def]
     from pyflink.datastream.state import ValueStateDescriptor
 
     mode = "process" if variant.endswith("process") else "thread"
-    from pyflink.datastream.state import ValueStateDescriptor as _V  # noqa: F401
 
     env = _env(mode)
     src = _source(env, values)
@@ -70,62 +70,6 @@ def build(variant: str, values: list[bytes]):  # type: ignore[no-untyped-def]
 
         ref = ResolverRef("bench.workload", None, "track_unique_ips", None, mode)
         out = resolver_stream(src, ref)
-    elif variant == "floor-row2":
-        from pyflink.common import Row
-
-        t2 = Types.ROW_NAMED(["k", "v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())] * 2)
-
-        class Row2(KeyedProcessFunction):
-            def process_element(self, value, ctx):  # type: ignore[no-untyped-def]
-                yield Row(None, value[1])
-
-        out = src.key_by(lambda r: "k", key_type=Types.STRING()).process(Row2(), output_type=t2)
-    elif variant == "floor-row":
-        from pyflink.common import Row
-
-        from flink_job._runtime import OUT_TYPE
-
-        class RowOut(KeyedProcessFunction):
-            def process_element(self, value, ctx):  # type: ignore[no-untyped-def]
-                yield Row(None, value[1], {"resolver": b"x"})
-
-        out = src.key_by(lambda r: "k", key_type=Types.STRING()).process(
-            RowOut(), output_type=OUT_TYPE
-        )
-    elif variant.startswith("floor-state"):
-        from flink_job._runtime import StateCell
-
-        how = variant.split(":")[1] if ":" in variant else "cell"
-
-        class Stateful(KeyedProcessFunction):
-            def open(self, ctx):  # type: ignore[no-untyped-def]
-                from pyflink.datastream.state import ListStateDescriptor
-
-                self.cell = StateCell(ctx, "thread")
-                self.v = ctx.get_state(ValueStateDescriptor("v", Types.PICKLED_BYTE_ARRAY()))
-                self.s = ctx.get_state(ValueStateDescriptor("s", Types.STRING()))
-                self.raw = ctx.get_list_state(
-                    ListStateDescriptor("l", Types.PRIMITIVE_ARRAY(Types.BYTE()))
-                )._state
-
-            def process_element(self, value, ctx):  # type: ignore[no-untyped-def]
-                b = value[1]
-                if how == "cell":
-                    self.cell.set(b)
-                elif how == "pickled":
-                    self.v.update(b)
-                elif how == "string":
-                    self.s.update(b.decode("latin-1"))
-                elif how == "add":
-                    self.raw.clear()
-                    self.raw.add(b)
-                elif how == "none":
-                    pass
-                yield b
-
-        out = src.key_by(lambda r: json.loads(r[1])["user_id"], key_type=Types.STRING()).process(
-            Stateful(), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE())
-        )
     elif variant == "floor":
 
         class Nothing(KeyedProcessFunction):

@@ -46,6 +46,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--operator-only", action="store_true", help="skip growth and Kafka")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -70,6 +71,9 @@ def main() -> int:
         "project / pure-Python ceiling": med["project (thread)"] / med["pure-Python ceiling"],
     }
     results.update(operator=summary, ratios=ratios)
+    if args.operator_only:
+        results.update(growth={}, end_to_end=None, checkpoint_at_keys={})
+        return _finish(results, args, started, summary)
 
     growth = {}
     for k in [1000] if args.quick else [1000, 100_000, 1_000_000]:
@@ -88,8 +92,11 @@ def main() -> int:
     results["checkpoint_at_keys"] = (
         {} if args.quick else {b: _e2e(ck_keys, ck_keys, b, 1) for b in ("hashmap", "rocksdb")}
     )
-    results["seconds"] = time.monotonic() - started
+    return _finish(results, args, started, summary)
 
+
+def _finish(results: dict, args: argparse.Namespace, started: float, summary: dict) -> int:  # type: ignore[type-arg]
+    results["seconds"] = time.monotonic() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -112,9 +119,12 @@ def _print(r: dict) -> None:  # type: ignore[type-arg]
         print(f"  {int(k):>9,} keys: {g['events_per_s']:>9,.0f} events/s; state bytes/key "
               f"{sb['envelope']:.0f} (pickled set: {sb['pickled_set']:.0f})")  # fmt: skip
     e = r["end_to_end"]
+    if e is None:
+        return
     p50, p99 = e["latency_p50_s"], e["latency_p99_s"]
-    print(f"\nend to end (Kafka -> job -> Kafka, exactly-once, checkpoint 1 s): "
-          f"{e['sustained_events_per_s']:,.0f} events/s; latency p50 {p50} s, p99 {p99} s")  # fmt: skip
+    rate = e["sustained_events_per_s"]
+    print("\nend to end (Kafka -> job -> Kafka, exactly-once, checkpoint 1 s): "
+          f"{rate:,.0f} events/s; latency p50 {p50} s, p99 {p99} s")  # fmt: skip
     for b, c in r["checkpoint_at_keys"].items():
         ck = c["checkpoint"]
         print(f"checkpoint at {c['keys']:,} keys, {b}: {ck.get('duration_ms')} ms, "
