@@ -70,3 +70,27 @@ def test_same_names_give_same_uids_across_builds():
     a = _uids(build_job(str(APPS / "two_resolvers.py"), JobOptions()).env)
     b = _uids(build_job(str(APPS / "two_resolvers.py"), JobOptions(parallelism=2)).env)
     assert a == b
+
+
+def test_execution_plan_holds_no_secrets(tmp_path):
+    from flink_job.job import build_job
+
+    canary = "canary-plan-7Xq"
+    module = tmp_path / "secret_plan_app.py"
+    module.write_text(
+        "from pydantic import BaseModel\n"
+        "from flink_job.features import Features, features\n"
+        "from flink_job.streams import KafkaSource, stream\n"
+        f"src = KafkaSource(name='s', topic='t', security_protocol='SASL_PLAINTEXT',\n"
+        f"    sasl_mechanism='PLAIN', sasl_username='u', sasl_password='{canary}',\n"
+        f"    ssl_truststore_password='{canary}')\n"
+        "class E(BaseModel):\n    id: str\n"
+        "@features\nclass U:\n    id: str\n"
+        "@stream(source=src, keys={'id': U.id})\n"
+        "def secret_resolver(e: E) -> Features[U.id]:\n    return U(id=e.id)\n"
+    )
+    job = build_job(str(module), JobOptions())
+    plan = job.plan()
+    assert "secret_resolver" in plan
+    assert canary not in plan
+    assert canary not in repr(job.sources)

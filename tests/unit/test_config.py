@@ -1,0 +1,115 @@
+"""Configuration errors are caught before anything is submitted, with the fix in the message;
+secrets never show in what the project prints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connectors.kafka_tables import sink_table_ddl, source_table_ddl
+from flink_job.config import JobOptions, resolve_source
+from flink_job.errors import ConfigError
+from flink_job.sources import KafkaSource
+
+CANARY = "canary-Zq8v-secret"
+
+
+@pytest.fixture
+def conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "flink-job.toml"
+    path.write_text("")
+    monkeypatch.setenv("FLINK_JOB_CONF", str(path))
+    return path
+
+
+def test_transaction_timeout_must_exceed_checkpoint_interval(conf: Path) -> None:
+    with pytest.raises(ConfigError, match="transaction_timeout_ms") as e:
+        JobOptions.from_conf(checkpoint_interval_ms=600_000, transaction_timeout_ms=900_000)
+    assert "--checkpoint-interval" in str(e.value)
+    # at-least-once uses no transactions: no such constraint
+    JobOptions.from_conf(
+        checkpoint_interval_ms=600_000, transaction_timeout_ms=900_000, delivery="at-least-once"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("delivery", "twice"), ("execution_mode", "fibers"), ("state_backend", "redis"),
+     ("starting_offsets", "yesterday")],
+)  # fmt: skip
+def test_unknown_choices_name_the_field_and_the_choices(conf: Path, field: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=field) as e:
+        JobOptions.from_conf(**{field: value})
+    assert "use one of" in str(e.value)
+
+
+def test_unknown_keys_in_conf_are_errors(conf: Path) -> None:
+    conf.write_text("[job]\nsink_topik = 'x'\n")
+    with pytest.raises(ConfigError, match="sink_topik"):
+        JobOptions.from_conf()
+    conf.write_text("[sources.logins]\ntopik = 'x'\n")
+    with pytest.raises(ConfigError, match="topik"):
+        resolve_source(KafkaSource(name="logins"), JobOptions())
+
+
+def test_source_without_name_or_topic_is_an_error(conf: Path) -> None:
+    with pytest.raises(ConfigError, match="has no topic"):
+        resolve_source(KafkaSource(), JobOptions())
+
+
+def test_precedence_arguments_then_conf_then_env(conf: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("FLINK_JOB_KAFKA_BOOTSTRAP_SERVERS", "envhost:1")
+    conf.write_text("[sources.logins]\ntopic = 'from-conf'\nbootstrap_server = 'confhost:2'\n")
+    opts = JobOptions.from_conf()
+    s = resolve_source(KafkaSource(name="logins"), opts)
+    assert (s.topic, s.bootstrap_servers) == ("from-conf", "confhost:2")
+    s = resolve_source(KafkaSource(name="logins", topic="arg"), opts)
+    assert s.topic == "arg"
+    s = resolve_source(KafkaSource(name="other"), opts)
+    assert (s.topic, s.bootstrap_servers) == ("other", "envhost:1")
+
+
+def _secret_source() -> KafkaSource:
+    return KafkaSource(
+        name="logins", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc", sasl_password=CANARY, ssl_truststore_location="/t.jks",
+        ssl_truststore_password=CANARY + "-ts", ssl_keystore_password=CANARY + "-ks",
+        additional_kafka_args={"sasl.oauthbearer.token": CANARY + "-extra"},
+    )  # fmt: skip
+
+
+def test_secrets_pass_through_to_the_client_but_not_to_reprs_or_ddl_text(conf: Path) -> None:
+    source = _secret_source()
+    settings = resolve_source(source, JobOptions())
+    jaas = settings.properties["sasl.jaas.config"]
+    assert "ScramLoginModule" in jaas.reveal() and CANARY in jaas.reveal()  # type: ignore[union-attr]
+    ddl = source_table_ddl("t", settings, "g", "committed")
+    sink = sink_table_ddl("s", "out", "b:1", settings.properties, "exactly-once",
+                          transactional_id_prefix="p", transaction_timeout_ms=900_000)  # fmt: skip
+    assert CANARY in ddl.sql and CANARY in sink.sql  # the real statement carries them
+    for text in (repr(source), str(source), repr(settings), str(ddl), repr(sink)):
+        assert CANARY not in text, text
+
+
+def test_resolvers_command_never_prints_secrets(tmp_path: Path, conf: Path) -> None:
+    module = tmp_path / "secret_app.py"
+    module.write_text(
+        "from pydantic import BaseModel\n"
+        "from flink_job.features import Features, features\n"
+        "from flink_job.streams import KafkaSource, stream\n"
+        f"src = KafkaSource(name='logins', sasl_username='u', sasl_password='{CANARY}')\n"
+        "class E(BaseModel):\n    id: str\n"
+        "@features\nclass U:\n    id: str\n"
+        "@stream(source=src, keys={'id': U.id})\n"
+        "def r(e: E) -> Features[U.id]:\n    return U(id=e.id)\n"
+    )
+    for flags in ([], ["--json"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "flink_job.cli", "resolvers", str(module), *flags],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert "logins" in out.stdout
+        assert CANARY not in out.stdout + out.stderr
