@@ -65,19 +65,25 @@ def check_reachable(bootstrap_servers: str, timeout: float = 3.0) -> None:
 
 
 def ensure_topics(
-    conf: Mapping[str, Any], topics: Iterable[str], partitions: int = 1, timeout: float = 30.0
+    conf: Mapping[str, Any], topics: Iterable[str], partitions: int = 1, timeout: float = 15.0
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the ones created."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({**conf, "error_cb": _ignore})  # type: ignore[dict-item]  # a callback is allowed
+    errors: list[Any] = []
+    admin = AdminClient({**conf, "error_cb": errors.append})  # type: ignore[dict-item]
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as e:
+        # The client's own error callback saw why (e.g. SASL authentication failed); callbacks
+        # are served by poll().
+        admin.poll(1)
+        auth = [err for err in errors if "authentic" in str(err).lower()]
+        reason = str(auth[-1].str() if auth else e.args[0])
         raise EnvironmentNotReadyError(
-            f"cannot list topics on {conf.get('bootstrap.servers')}: {e.args[0]}; fix: check "
-            "the broker and the source's security settings"
+            f"cannot reach Kafka at {conf.get('bootstrap.servers')}: {reason}; fix: check the "
+            "broker address and the source's security settings (username, password, protocol)"
         ) from None
     missing = sorted(set(topics) - existing)
     if not missing:
@@ -93,7 +99,3 @@ def ensure_topics(
             if "TOPIC_ALREADY_EXISTS" not in str(e):
                 raise EnvironmentNotReadyError(f"cannot create topic {topic!r}: {e}") from None
     return missing
-
-
-def _ignore(err: Any) -> None:
-    """librdkafka logs transient errors itself; the calls above report what matters."""

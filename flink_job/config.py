@@ -155,6 +155,7 @@ class SourceSettings:
         )
 
 
+_SHADED = "org.apache.flink.kafka.shaded."
 _SOURCE_KEYS = {f.name for f in dataclasses.fields(KafkaSource)} - {"name"}
 
 
@@ -190,7 +191,9 @@ def resolve_source(source: KafkaSource, options: JobOptions) -> SourceSettings:
         props["sasl.mechanism"] = merged.sasl_mechanism
     if merged.sasl_username is not None or merged.sasl_password is not None:
         mech = (merged.sasl_mechanism or "PLAIN").upper()
-        module = (
+        # flink-sql-connector-kafka shades kafka-clients: the login modules live under its
+        # relocated package, and the unshaded names fail with "No LoginModule found".
+        module = _SHADED + (
             "org.apache.kafka.common.security.scram.ScramLoginModule"
             if mech.startswith("SCRAM")
             else "org.apache.kafka.common.security.plain.PlainLoginModule"

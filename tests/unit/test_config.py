@@ -85,7 +85,8 @@ def test_secrets_pass_through_to_the_client_but_not_to_reprs_or_ddl_text(conf: P
     source = _secret_source()
     settings = resolve_source(source, JobOptions())
     jaas = settings.properties["sasl.jaas.config"]
-    assert "ScramLoginModule" in jaas.reveal() and CANARY in jaas.reveal()  # type: ignore[union-attr]
+    assert "shaded.org.apache.kafka.common.security.scram.ScramLoginModule" in jaas.reveal()
+    assert CANARY in jaas.reveal()  # type: ignore[union-attr]
     ddl = source_table_ddl("t", settings, "g", "committed")
     sink = sink_table_ddl("s", "out", "b:1", settings.properties, "exactly-once",
                           transactional_id_prefix="p", transaction_timeout_ms=900_000)  # fmt: skip
