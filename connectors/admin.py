@@ -72,7 +72,13 @@ def ensure_topics(
     from confluent_kafka.admin import AdminClient, NewTopic
 
     errors: list[Any] = []
-    admin = AdminClient({**conf, "error_cb": errors.append})  # type: ignore[dict-item]
+    try:
+        admin = AdminClient({**conf, "error_cb": errors.append})  # type: ignore[dict-item]
+    except KafkaException as e:
+        raise EnvironmentNotReadyError(
+            f"invalid Kafka client settings for {conf.get('bootstrap.servers')}: "
+            f"{e.args[0].str()}; fix: the source's security settings"
+        ) from None
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as e:

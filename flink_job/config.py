@@ -189,6 +189,14 @@ def resolve_source(source: KafkaSource, options: JobOptions) -> SourceSettings:
         props["security.protocol"] = merged.security_protocol
     if merged.sasl_mechanism:
         props["sasl.mechanism"] = merged.sasl_mechanism
+    has_password = isinstance(merged.sasl_password, Secret) and merged.sasl_password.reveal()
+    if bool(merged.sasl_username) != bool(has_password):
+        missing = "sasl_password" if merged.sasl_username else "sasl_username"
+        raise ConfigError(
+            f"source {source.label!r} sets only one of sasl_username and sasl_password; fix: "
+            f"set {missing} (a KafkaSource argument or [sources.{source.name}] in {conf_path()})",
+            field=missing,
+        )
     if merged.sasl_username is not None or merged.sasl_password is not None:
         mech = (merged.sasl_mechanism or "PLAIN").upper()
         # flink-sql-connector-kafka shades kafka-clients: the login modules live under its
