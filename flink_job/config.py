@@ -7,6 +7,7 @@ Precedence, highest first: CLI flags / ``JobOptions`` arguments, ``KafkaSource``
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -15,7 +16,14 @@ from typing import Any
 from flink_job.errors import ConfigError
 from flink_job.sources import KafkaSource, Secret
 
-__all__ = ["JobOptions", "SourceSettings", "load_conf", "project_root", "resolve_source"]
+__all__ = [
+    "JobOptions",
+    "SourceSettings",
+    "check_source_names",
+    "load_conf",
+    "project_root",
+    "resolve_source",
+]
 
 DELIVERY_MODES = ("exactly-once", "at-least-once")
 EXECUTION_MODES = ("thread", "process")
@@ -237,6 +245,33 @@ def resolve_source(source: KafkaSource, options: JobOptions) -> SourceSettings:
         group_id=merged.group_id_prefix,
         max_message_bytes=merged.max_message_bytes or options.max_message_bytes,
     )
+
+
+def check_source_names(sources: dict[str, KafkaSource]) -> None:
+    """Catch a ``[sources.<name>]`` entry that names no source of the job while a source with a
+    similar name has no entry (a typo that would silently read the wrong topic).
+
+    ``sources`` maps resolver name -> its source. A source named in code with neither an entry
+    nor ``topic=`` reads the topic of its name (the documented default), so only entries close
+    to such a name are reported; entries for other modules sharing the file are left alone.
+    """
+    conf = load_conf().get("sources", {})
+    used = {s.name for s in sources.values() if s.name}
+    defaulted = {
+        s.name: r for r, s in sources.items() if s.name and s.topic is None and s.name not in conf
+    }
+    for entry in sorted(set(conf) - used):
+        near = difflib.get_close_matches(entry, list(defaulted), n=1, cutoff=0.75)
+        if near:
+            raise ConfigError(
+                f"unknown source name {entry!r} in {conf_path()}: [sources.{entry}] names no "
+                f"source of this job, and resolver {defaulted[near[0]]!r} reads "
+                f"KafkaSource(name={near[0]!r}), which has no entry, so it would read topic "
+                f"{near[0]!r}. Fix: rename [sources.{entry}] to [sources.{near[0]}] (sources of "
+                f"this job: {', '.join(sorted(used))})",
+                resolver=defaulted[near[0]],
+                field="name",
+            )
 
 
 def _jaas_escape(s: str) -> str:

@@ -32,7 +32,7 @@ from pyflink.table import StreamTableEnvironment
 from connectors import jars
 from connectors.kafka_tables import sink_table_ddl, source_table_ddl
 from flink_job._runtime import DEAD_LETTERS, OUT_TYPE, KeyOf, Resolve, ResolverRef
-from flink_job.config import JobOptions, SourceSettings, resolve_source
+from flink_job.config import JobOptions, SourceSettings, check_source_names, resolve_source
 from flink_job.errors import ConfigError
 from flink_job.loader import collect_resolvers, import_target
 from flink_job.streams import Resolver
@@ -121,6 +121,7 @@ def build_job(
         env.add_python_file(file)
     t_env = StreamTableEnvironment.create(env)
 
+    check_source_names({r.name: r.source for r in resolvers})
     sources: dict[str, SourceSettings] = {}
     rows: list[DataStream] = []
     dead: dict[str, list[DataStream]] = {}

@@ -11,7 +11,13 @@ from typing import Any
 
 from connectors.admin import check_reachable, client_config, ensure_topics
 from flink_job._rest import FlinkRest, summarize_java_error
-from flink_job.config import JobOptions, SourceSettings, project_root, resolve_source
+from flink_job.config import (
+    JobOptions,
+    SourceSettings,
+    check_source_names,
+    project_root,
+    resolve_source,
+)
 from flink_job.errors import FlinkJobError
 from flink_job.loader import load_resolvers
 from flink_job.streams import Resolver
@@ -27,6 +33,7 @@ def prepare(
 ) -> tuple[list[Resolver[Any, Any]], dict[str, SourceSettings]]:
     """Load resolvers, resolve their sources, check the brokers and create missing topics."""
     resolvers = load_resolvers(target)
+    check_source_names({r.name: r.source for r in resolvers})
     settings = {r.name: resolve_source(r.source, options) for r in resolvers}
     by_brokers: dict[str, tuple[SourceSettings, set[str]]] = {}
     for r in resolvers:

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -30,11 +31,12 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
         fut.result(30)
 
 
-def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+def produce(bootstrap: str, topic: str, items: Iterable[tuple[Any, ...]]) -> int:
+    """Produce ``(key, value)`` or ``(key, value, headers)`` items in order."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 5_000_000})
     n = 0
-    for key, value in items:
-        p.produce(topic, value=value, key=key)
+    for key, value, *headers in items:
+        p.produce(topic, value=value, key=key, headers=headers[0] if headers else None)
         n += 1
         if n % 1000 == 0:
             p.poll(0)

@@ -114,3 +114,46 @@ def test_resolvers_command_never_prints_secrets(tmp_path: Path, conf: Path) -> N
         )  # fmt: skip
         assert "logins" in out.stdout
         assert CANARY not in out.stdout + out.stderr
+
+
+def test_a_misspelt_source_entry_is_an_unknown_source_name(conf: Path) -> None:
+    from flink_job.config import check_source_names
+
+    conf.write_text("[sources.loginz]\ntopic = 'prod-logins'\n[sources.other_app]\ntopic = 'x'\n")
+    with pytest.raises(ConfigError) as e:
+        check_source_names({"track_ips": KafkaSource(name="logins")})
+    msg = str(e.value)
+    assert "unknown source name 'loginz'" in msg
+    assert "resolver 'track_ips'" in msg and "rename [sources.loginz] to [sources.logins]" in msg
+    assert e.value.resolver == "track_ips"
+    # Entries for other modules sharing the file, a source given topic=, or a configured one:
+    # nothing to report; the name is the topic, as documented.
+    check_source_names({"t": KafkaSource(name="logins", topic="prod-logins")})
+    check_source_names({"t": KafkaSource(name="events")})
+    conf.write_text("[sources.loginz]\ntopic = 'a'\n[sources.logins]\ntopic = 'b'\n")
+    check_source_names({"t": KafkaSource(name="logins")})
+
+
+def test_the_cli_reports_an_unknown_source_name_before_touching_kafka(
+    tmp_path: Path, conf: Path
+) -> None:
+    module = tmp_path / "app.py"
+    module.write_text(
+        "from pydantic import BaseModel\n"
+        "from flink_job.features import Features, features\n"
+        "from flink_job.streams import KafkaSource, stream\n"
+        "class E(BaseModel):\n    id: str\n"
+        "@features\nclass U:\n    id: str\n"
+        "@stream(source=KafkaSource(name='logins'), keys={'id': U.id})\n"
+        "def r(e: E) -> Features[U.id]:\n    return U(id=e.id)\n"
+    )
+    conf.write_text("[sources.login]\ntopic = 'x'\n")
+    # No broker at this address: the error must come from the configuration check first.
+    out = subprocess.run(
+        [sys.executable, "-m", "flink_job.cli", "run", str(module),
+         "--bootstrap-servers", "127.0.0.1:1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "unknown source name 'login'" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
