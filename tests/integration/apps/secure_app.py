@@ -1,5 +1,6 @@
 """A resolver whose source authenticates with SASL/PLAIN on the local broker's 9094 listener.
-The password comes from FLINK_JOB_TEST_SASL_PASSWORD (tests pass right and wrong ones)."""
+The password comes from FLINK_JOB_TEST_SASL_PASSWORD (tests pass right and wrong ones); SSL
+passwords from FLINK_JOB_TEST_SSL_CANARY."""
 
 import os
 
@@ -15,6 +16,10 @@ source = KafkaSource(
     sasl_mechanism="PLAIN",
     sasl_username="flinkjob",
     sasl_password=os.environ.get("FLINK_JOB_TEST_SASL_PASSWORD", ""),
+    # Unused by a SASL_PLAINTEXT connection, but passed through like any setting: canaries.
+    ssl_truststore_password=os.environ.get("FLINK_JOB_TEST_SSL_CANARY"),
+    ssl_keystore_password=os.environ.get("FLINK_JOB_TEST_SSL_CANARY"),
+    ssl_key_password=os.environ.get("FLINK_JOB_TEST_SSL_CANARY"),
 )
 
 
