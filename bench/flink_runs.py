@@ -13,6 +13,7 @@ discards. After a warm-up job, the same job runs on N and on 3N events in one JV
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import sys
@@ -65,11 +66,19 @@ def build(variant: str, values: list[bytes]):  # type: ignore[no-untyped-def]
     env = _env(mode)
     src = _source(env, values)
     if variant.startswith("project"):
-        from flink_job._runtime import ResolverRef
-        from flink_job.job import resolver_stream
+        from pyflink.table import StreamTableEnvironment
 
-        ref = ResolverRef("bench.workload", None, "track_unique_ips", None, mode)
-        out = resolver_stream(src, ref)
+        from bench.workload import track_unique_ips
+        from flink_job.job import resolver_ref, resolver_stream
+
+        # Exactly what the job builds after its Kafka table: the same SQL projection, keying
+        # and keyed operator, over an in-memory table with the Kafka table's columns.
+        t_env = StreamTableEnvironment.create(env)
+        t_env.create_temporary_view("bench_source", t_env.from_data_stream(src))
+        ref = resolver_ref(track_unique_ips, "bench.workload", None, mode, None, "bench")
+        if variant.startswith("project-pykey"):  # the general path: a Python key selector
+            ref = dataclasses.replace(ref, keyed_in_java=False, json_key_path=None)
+        out = resolver_stream(t_env, "bench_source", ref)
     elif variant == "floor":
 
         class Nothing(KeyedProcessFunction):

@@ -143,6 +143,7 @@ class ResolverCore:
         self._primary = resolver.output.primary.fqn if resolver.output.primary else None
         self._allowed = {f.fqn for f in resolver.output.allowed}
         self._allowed_names = {(f.owner, f.name) for f in resolver.output.allowed}
+        self._shapes: dict[type, tuple[frozenset[str], dict[str, str]]] = {}
 
     @property
     def stateful(self) -> bool:
@@ -264,15 +265,15 @@ class ResolverCore:
                 f"it may return: {self._output.describe()}"
             )
         values = result.__dict__
-        outside = [n for n in values if (fs.cls, n) not in self._allowed_names]
-        if outside:
+        allowed, fqns = self._shapes.get(fs.cls) or self._shape(fs)
+        if not values.keys() <= allowed:
+            outside = [n for n in values if n not in allowed]
             raise _OutputError(
                 f"resolver {self.name!r} returned features outside its declared output: "
                 f"{', '.join(f'{fs.namespace}.{n}' for n in outside)}; it may return: "
                 f"{self._output.describe()}"
             )
-        ns = fs.namespace
-        row: dict[str, Any] = {f"{ns}.{n}": v for n, v in values.items()}
+        row: dict[str, Any] = {fqns[n]: v for n, v in values.items()}
         for fqn, v in zip(self._key_fqns, d.key_values, strict=True):
             row.setdefault(fqn, v)
         try:
@@ -289,6 +290,21 @@ class ResolverCore:
                 "dicts, datetime, Decimal, UUID, enums, models)."
             ) from None
         return FeatureRow(self.name, key, value)
+
+    def _shape(self, fs: Any) -> tuple[frozenset[str], dict[str, str]]:
+        """For an output class: the feature names this resolver may return, and their fqns."""
+        allowed = frozenset(n for (cls, n) in self._allowed_names if cls is fs.cls)
+        shape = allowed, {n: f"{fs.namespace}.{n}" for n in fs.features}
+        self._shapes[fs.cls] = shape
+        return shape
+
+    def key_mismatch(self, msg: RawMessage, routed: Any, d: Decoded) -> DeadLetter:
+        """The engine routed ``msg`` to state key ``routed`` but its validated key differs."""
+        return self._dead(
+            msg, "KeyMismatch",
+            f"the message was routed to state key {routed!r} but its validated key is "
+            f"{d.key!r}; it was not applied. Please report this with the message bytes.",
+        )  # fmt: skip
 
     def _dead(self, msg: RawMessage, kind: str, error: str) -> DeadLetter:
         return DeadLetter(self.name, kind, error, msg)

@@ -27,10 +27,17 @@ from flink_job.streams import Resolver
 UNKEYABLE = "\x00flink-job:unkeyable"
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-# What every sink gets: record key, record value, headers.
-OUT_FIELDS = ["k", "v", "headers"]
-OUT_TYPE = Types.ROW_NAMED(OUT_FIELDS, [BYTES, BYTES, Types.MAP(Types.STRING(), BYTES)])
-DEAD_LETTERS = OutputTag("dead-letters", OUT_TYPE)
+# What the Python operators get per Kafka record. The topic is the source's (in ResolverRef),
+# and the record timestamp is not used: every field crossing into Python costs time.
+MSG_FIELDS = ["k", "v", "partition", "offset", "headers"]
+MSG_TYPE = Types.ROW_NAMED(
+    MSG_FIELDS, [BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES)]
+)
+# Feature rows: record key and value (the job adds the constant `resolver` header on the JVM).
+ROW_TYPE = Types.ROW_NAMED(["k", "v"], [BYTES, BYTES])
+# Dead letters: record key, record value, headers.
+DEAD_TYPE = Types.ROW_NAMED(["k", "v", "headers"], [BYTES, BYTES, Types.MAP(Types.STRING(), BYTES)])
+DEAD_LETTERS = OutputTag("dead-letters", DEAD_TYPE)
 STATE_DESCRIPTOR_NAME = "state"
 
 
@@ -88,6 +95,9 @@ class ResolverRef:
     name: str
     max_message_bytes: int | None = None
     execution_mode: str = "thread"
+    topic: str = ""  # the source topic (dead-letter provenance)
+    keyed_in_java: bool = False  # the state key arrives computed (see flink_job._keying)
+    json_key_path: str | None = None
 
     def load(self) -> Resolver[Any, Any]:
         if self.file and Path(self.file).is_file():
@@ -103,14 +113,14 @@ class ResolverRef:
         return ResolverCore(self.load(), self.max_message_bytes)
 
 
-def raw_message(row: Row) -> RawMessage:
-    """The source table's row (k, v, topic, partition, offset, ts, headers) as a RawMessage."""
+def raw_message(row: Row, topic: str) -> RawMessage:
+    """A message row (k, v, partition, offset, headers) of ``topic`` as a RawMessage."""
     # Row.__getitem__ is a slow Python method; its value list is what the row holds.
-    key, value, topic, partition, offset, _ts, headers = row._values
+    key, value, partition, offset, headers = row._values
     return RawMessage(
         value=value,
         key=key,
-        topic=topic or "",
+        topic=topic,
         partition=partition if partition is not None else -1,
         offset=offset if offset is not None else -1,
         timestamp=None,
@@ -135,10 +145,10 @@ class _Handoff:
     MAX = 65_536
 
     def __init__(self) -> None:
-        self._items: dict[tuple[str, Any, Any, Any], tuple[Decoded, RawMessage]] = {}
+        self._items: dict[tuple[str, Any, Any], tuple[Decoded, RawMessage]] = {}
         self._lock = threading.Lock()
 
-    def put(self, key: tuple[str, Any, Any, Any], d: Decoded, msg: RawMessage) -> None:
+    def put(self, key: tuple[str, Any, Any], d: Decoded, msg: RawMessage) -> None:
         with self._lock:
             items = self._items
             if len(items) >= self.MAX:  # entries of records that never arrived (failover)
@@ -146,7 +156,7 @@ class _Handoff:
                     del items[old]
             items[key] = (d, msg)
 
-    def take(self, key: tuple[str, Any, Any, Any]) -> tuple[Decoded, RawMessage] | None:
+    def take(self, key: tuple[str, Any, Any]) -> tuple[Decoded, RawMessage] | None:
         with self._lock:
             return self._items.pop(key, None)
 
@@ -176,12 +186,11 @@ class KeyOf(KeySelector):
             except UnicodeDecodeError:
                 return UNKEYABLE
         assert self._core is not None
-        msg = raw_message(value)
+        msg = raw_message(value, self.ref.topic)
         d = self._core.decode(msg)
         if not isinstance(d, Decoded):
             return UNKEYABLE
-        vals = value._values
-        HANDOFF.put((self.ref.name, vals[2], vals[3], vals[4]), d, msg)
+        HANDOFF.put((self.ref.name, msg.partition, msg.offset), d, msg)
         return d.key
 
 
@@ -229,7 +238,7 @@ class Resolve(KeyedProcessFunction):
             self._state = StateCell(runtime_context, self.ref.execution_mode)
         self._counters = _Counters(runtime_context)
         self._cache = {}
-        self._headers = {"resolver": self._core.name.encode()}
+        self._java_key = self.ref.keyed_in_java
 
     def close(self) -> None:
         self._counters.maybe_flush()
@@ -241,11 +250,11 @@ class Resolve(KeyedProcessFunction):
         counts[0] += 1
         self._counters.maybe_flush()
         vals = value._values
-        handed = HANDOFF.take((self.ref.name, vals[2], vals[3], vals[4]))
+        handed = None if self._java_key else HANDOFF.take((self.ref.name, vals[2], vals[3]))
         if handed is not None:
             d, msg = handed
         else:
-            msg = raw_message(value)
+            msg = raw_message(value, self.ref.topic)
             decoded = core.decode(msg)
             if isinstance(decoded, DeadLetter):
                 counts[2] += 1
@@ -255,6 +264,12 @@ class Resolve(KeyedProcessFunction):
                 counts[3] += 1
                 return
             d = decoded
+            if self._java_key and d.key != ctx.get_current_key():
+                # Cannot happen for the resolvers keyed on the JVM (flink_job._keying); if it
+                # ever does, the message is kept, not applied to another key's state.
+                counts[2] += 1
+                yield DEAD_LETTERS, _dead_row(core.key_mismatch(msg, ctx.get_current_key(), d))
+                return
         state = None
         if self._state is not None:
             cache = self._cache
@@ -275,4 +290,4 @@ class Resolve(KeyedProcessFunction):
             cache[d.key] = out.state
         if out.row is not None:
             counts[1] += 1
-            yield Row(out.row.key, out.row.value, self._headers)
+            yield Row(out.row.key, out.row.value)

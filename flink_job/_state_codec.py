@@ -24,6 +24,7 @@ import hashlib
 import inspect
 import io
 import pickle
+import threading
 import types
 import typing
 import uuid
@@ -79,10 +80,31 @@ class _StatePickler(pickle.Pickler):
         )
 
 
+class _Dumper(threading.local):
+    """One restricted pickler per thread, reused (its memo cleared) for every state."""
+
+    def __init__(self) -> None:
+        self.buf = io.BytesIO()
+        self.pickler = _StatePickler(self.buf, protocol=5)
+
+    def dumps(self, obj: Any) -> bytes:
+        buf, pickler = self.buf, self.pickler
+        buf.seek(0)
+        buf.truncate()
+        pickler.clear_memo()
+        try:
+            pickler.dump(obj)
+        except BaseException:
+            self.__init__()  # type: ignore[misc]  # a failed dump may leave it half-written
+            raise
+        return buf.getvalue()
+
+
+_DUMPER = _Dumper()
+
+
 def _dumps(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    _StatePickler(buf, protocol=5).dump(obj)
-    return buf.getvalue()
+    return _DUMPER.dumps(obj)
 
 
 # Stored fields are keyed by attribute name at every level, whatever the models' aliases, and

@@ -65,6 +65,7 @@ def _cmd_resolvers(args: argparse.Namespace) -> int:
             print(f"  source:   {d['source']} (topic {d['topic']})")
             print(f"  message:  {d['message']}")
             print(f"  keys:     {d['keys'] or 'Kafka record key'}")
+            print(f"  keyed:    {d['keyed']}")
             if d["state"]:
                 fields = ", ".join(f"{n}: {t}" for n, t in d["state"]["fields"].items())
                 print(f"  state:    {d['state']['class']} ({fields})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flink_job._keying import json_key_path
 from flink_job._state_codec import _fields_of
 from flink_job.streams import Resolver
 
@@ -12,6 +13,13 @@ __all__ = ["describe_resolvers"]
 
 def _type_name(tp: Any) -> str:
     return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+def _keyed(r: Resolver[Any, Any]) -> str:
+    if not r.keys:
+        return "kafka record key"
+    path = json_key_path(r)
+    return f"on the JVM (JSON_VALUE {path})" if path else "in Python (key selector)"
 
 
 def describe_resolvers(resolvers: list[Resolver[Any, Any]]) -> list[dict[str, Any]]:
@@ -32,6 +40,7 @@ def describe_resolvers(resolvers: list[Resolver[Any, Any]]) -> list[dict[str, An
                 "topic": r.source.topic or r.source.name,
                 "message": _type_name(r.message_type),
                 "keys": {k.dotted: k.feature.fqn for k in r.keys},
+                "keyed": _keyed(r),
                 "state": state,
                 "output": sorted(f.fqn for f in r.output.allowed),
                 "owner": r.owner,

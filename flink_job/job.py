@@ -27,17 +27,33 @@ from typing import Any
 from pyflink.common import Configuration
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.table import StreamTableEnvironment
+from pyflink.datastream.data_stream import KeyedStream
+from pyflink.java_gateway import get_gateway
+from pyflink.table import StreamTableEnvironment, Table
 
 from connectors import jars
 from connectors.kafka_tables import sink_table_ddl, source_table_ddl
-from flink_job._runtime import DEAD_LETTERS, OUT_TYPE, KeyOf, Resolve, ResolverRef
+from flink_job._core import DEFAULT_MAX_MESSAGE_BYTES as MAX_BYTES_DEFAULT
+from flink_job._keying import json_key_path
+from flink_job._runtime import (
+    DEAD_LETTERS,
+    MSG_TYPE,
+    ROW_TYPE,
+    UNKEYABLE,
+    KeyOf,
+    Resolve,
+    ResolverRef,
+)
 from flink_job.config import JobOptions, SourceSettings, check_source_names, resolve_source
 from flink_job.errors import ConfigError
 from flink_job.loader import collect_resolvers, import_target
 from flink_job.streams import Resolver
 
-__all__ = ["BuiltJob", "build_job", "resolver_stream", "uid"]
+__all__ = ["BuiltJob", "build_job", "resolver_ref", "resolver_stream", "uid"]
+
+KEY_TYPE = Types.STRING()
+# The UNKEYABLE state key as a SQL expression (it starts with a NUL character).
+UNKEYABLE_SQL = "CONCAT(CHR(0), '" + UNKEYABLE[1:].replace("'", "''") + "')"
 
 
 def uid(*parts: str) -> str:
@@ -123,25 +139,26 @@ def build_job(
 
     check_source_names({r.name: r.source for r in resolvers})
     sources: dict[str, SourceSettings] = {}
-    rows: list[DataStream] = []
+    rows: list[Table] = []
     dead: dict[str, list[DataStream]] = {}
     for r in resolvers:
         settings = resolve_source(r.source, options)
         sources[r.name] = settings
-        ref = ResolverRef(
-            module=module.__name__,
-            file=file if is_file else None,
-            name=r.name,
-            max_message_bytes=settings.max_message_bytes,
-            execution_mode=options.execution_mode,
-        )
+        ref = resolver_ref(r, module.__name__, file if is_file else None, options.execution_mode,
+                           settings.max_message_bytes, settings.topic)  # fmt: skip
         table = f"src_{_ident(r.name)}"
         group_id = settings.group_id or f"flink-job.{options.job_name}.{r.name}"
         t_env.execute_sql(source_table_ddl(table, settings, group_id, options.starting_offsets).sql)
-        raw = t_env.to_data_stream(t_env.from_path(table))
-        _set_source_uid(raw, uid(r.name, "source"))
-        out = resolver_stream(raw, ref)
-        rows.append(out)
+        out = resolver_stream(t_env, table, ref)
+        _set_source_uid(out, uid(r.name, "source"))
+        # The `resolver` header is a constant: added here, on the JVM, not per row in Python.
+        t_env.create_temporary_view(f"rows_{_ident(r.name)}", t_env.from_data_stream(out))
+        rows.append(
+            t_env.sql_query(
+                f"SELECT k, v, MAP['resolver', CAST({_sql_str(r.name)} AS BYTES)] AS headers "
+                f"FROM rows_{_ident(r.name)}"
+            )
+        )
         dead.setdefault(settings.dead_letter_topic, []).append(out.get_side_output(DEAD_LETTERS))
 
     statements = t_env.create_statement_set()
@@ -153,8 +170,11 @@ def build_job(
         )
     brokers = options.bootstrap_servers or next(iter(sources.values())).bootstrap_servers
     first_props = next(iter(sources.values())).properties
-    for topic, streams in [(options.sink_topic, rows), *dead.items()]:
+    outputs: list[tuple[str, Table]] = [(options.sink_topic, _union_all(rows))]
+    for topic, streams in dead.items():
         stream = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
+        outputs.append((topic, t_env.from_data_stream(stream)))
+    for topic, output in outputs:
         name = f"sink_{_ident(topic)}"
         t_env.execute_sql(
             sink_table_ddl(
@@ -163,22 +183,79 @@ def build_job(
                 transaction_timeout_ms=options.transaction_timeout_ms,
             ).sql
         )  # fmt: skip
-        statements.add_insert(name, t_env.from_data_stream(stream))
+        statements.add_insert(name, output)
     statements.attach_as_datastream()
     _set_sink_uids(env, {f"sink_{_ident(t)}": uid("sink", t) for t in sink_topics})
     return BuiltJob(env, t_env, options, resolvers, sources, sink_topics)
 
 
-def resolver_stream(raw: DataStream, ref: ResolverRef) -> DataStream:
-    """key_by + the keyed resolver operator over a stream of source rows (k, v, topic,
-    partition, offset, ts, headers). Feature rows out; dead letters on ``DEAD_LETTERS``."""
-    keyed = raw.key_by(KeyOf(ref), key_type=Types.STRING())
-    keyed._j_data_stream.getTransformation().getInputs().get(0).setUid(uid(ref.name, "key"))
+def resolver_stream(t_env: StreamTableEnvironment, table: str, ref: ResolverRef) -> DataStream:
+    """Key and resolve the rows of source ``table`` (k, v, topic, partition, offset, ts,
+    headers). Feature rows out; dead letters on ``DEAD_LETTERS``.
+
+    When ``ref.keyed_in_java`` the SQL projection computes the state key (``JSON_VALUE``, see
+    :mod:`flink_job._keying`) and the keyed operator is the only Python operator; otherwise a
+    Python key selector (``<resolver>/key``) computes it.
+    """
+    # Most records have no headers: pass NULL then, not an empty map (cheaper to convert).
+    columns = "k, v, `partition`, `offset`, CASE WHEN CARDINALITY(headers) > 0 THEN headers END"
+    if ref.keyed_in_java:
+        path = ref.json_key_path
+        key = (
+            # Never parse a message over the size limit (it is a dead letter anyway); its
+            # character count is at most its byte count.
+            f"CASE WHEN CHAR_LENGTH(CAST(v AS STRING)) <= "
+            f"{ref.max_message_bytes or MAX_BYTES_DEFAULT} "
+            f"THEN JSON_VALUE(CAST(v AS STRING), '{path}') END"
+        )
+        query = (
+            f"SELECT COALESCE({key}, {UNKEYABLE_SQL}) AS state_key, ROW({columns}) AS msg "
+            f"FROM {table}"
+        )
+        with_key = t_env.to_append_stream(
+            t_env.sql_query(query), Types.ROW_NAMED(["state_key", "msg"], [KEY_TYPE, MSG_TYPE])
+        )
+        # What DataStream.key_by builds after its Python AddKey operator: key by field 0 of
+        # Row(key, message); the keyed Python operator gets the message and the key.
+        j_keyed = with_key._j_data_stream.keyBy(
+            get_gateway().jvm.KeyByKeySelector(), Types.ROW([KEY_TYPE]).get_java_type_info()
+        )
+        keyed = KeyedStream(j_keyed, MSG_TYPE, with_key)
+    else:
+        messages = t_env.to_append_stream(
+            t_env.sql_query(f"SELECT {columns} FROM {table}"), MSG_TYPE
+        )
+        keyed = messages.key_by(KeyOf(ref), key_type=KEY_TYPE)
+        keyed._j_data_stream.getTransformation().getInputs().get(0).setUid(uid(ref.name, "key"))
     return (
-        keyed.process(Resolve(ref), output_type=OUT_TYPE)
+        keyed.process(Resolve(ref), output_type=ROW_TYPE)
         .name(f"resolve {ref.name}")
         .uid(uid(ref.name, "resolve"))
     )
+
+
+def resolver_ref(
+    r: Resolver[Any, Any], module: str, file: str | None, execution_mode: str,
+    max_message_bytes: int | None = None, topic: str = "",
+) -> ResolverRef:  # fmt: skip
+    """How workers find ``r``, and how its messages are keyed."""
+    path = json_key_path(r)
+    return ResolverRef(
+        module=module, file=file, name=r.name, max_message_bytes=max_message_bytes,
+        execution_mode=execution_mode, topic=topic, keyed_in_java=path is not None,
+        json_key_path=path,
+    )  # fmt: skip
+
+
+def _union_all(tables: list[Table]) -> Table:
+    out = tables[0]
+    for t in tables[1:]:
+        out = out.union_all(t)
+    return out
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
 
 
 def _set_source_uid(ds: DataStream, value: str) -> None:

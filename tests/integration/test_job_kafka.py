@@ -6,6 +6,8 @@ import json
 import random
 from collections import defaultdict
 
+import pytest
+
 from tests.integration.conftest import APPS
 from tests.integration.kafka_io import create_topic, produce, read_all, unique
 
@@ -54,7 +56,8 @@ def test_unique_ips_exactly_once_across_partitions(kafka, run_job):
     assert last == {u: len(ips) for u, ips in expected.items()}
 
 
-def test_every_kind_of_bad_input_is_a_dead_letter(kafka, run_job):
+@pytest.mark.parametrize("app", [APP, str(APPS / "logins_app_pykey.py")], ids=["jvm-key", "py-key"])
+def test_every_kind_of_bad_input_is_a_dead_letter(kafka, run_job, app):
     source, sink, dlq = unique("logins"), unique("features"), unique("dlq")
     create_topic(kafka, source, partitions=2)
     good = [(b"a", json.dumps({"user_id": "u1", "ip_address": f"1.1.1.{i}"}).encode())
@@ -72,7 +75,7 @@ def test_every_kind_of_bad_input_is_a_dead_letter(kafka, run_job):
     produce(kafka, source, items)
 
     job = run_job(
-        APP, "--sink-topic", sink, "--starting-offsets", "earliest",
+        app, "--sink-topic", sink, "--starting-offsets", "earliest",
         conf=(f'[sources.logins]\ntopic = "{source}"\ndead_letter_queue_topic = "{dlq}"\n'
               "max_message_bytes = 2000\n"),
     )  # fmt: skip

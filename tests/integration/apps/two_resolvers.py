@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from flink_job import State
 from flink_job.features import Features, features
@@ -17,6 +17,13 @@ class Click(BaseModel):
 class Purchase(BaseModel):
     user_id: str
     amount: float
+
+    @field_validator("user_id")
+    @classmethod
+    def _normalize(cls, v: str) -> str:
+        # A validator may change the key, so this resolver's key is computed in Python
+        # (count_clicks's on the JVM): one job exercises both keying paths.
+        return v.strip()
 
 
 @features
