@@ -53,7 +53,7 @@ def main() -> int:
     from bench.workload import events, pure_python_ceiling, state_bytes_per_key
 
     runs = 1 if args.quick else args.runs
-    n, n_process, keys = (2000, 300, 1000) if args.quick else (30000, 3000, 1000)
+    n, n_process, keys = (2000, 300, 1000) if args.quick else (60000, 3000, 1000)
     started = time.monotonic()
     results: dict[str, object] = {"quick": args.quick, "parallelism": 1}
 
