@@ -2,12 +2,16 @@
 
     python -m bench.flink_runs VARIANT N KEYS   -> prints a JSON line {"seconds": ..., ...}
 
-Variants: ``project`` (this project's compiled resolver: the same KeyOf/Resolve operators the
-job uses), ``baseline-thread`` / ``baseline-process`` (a hand-written KeyedProcessFunction with
-a pickled ValueState, as one would write it in PyFlink), ``project-process``, and ``floor`` (a
-keyed operator that does nothing: the engine's own per-record cost with this source).
-The source is an in-memory collection of the same JSON bytes for every variant; the sink
-discards. After a warm-up job, the same job runs on N and on 3N events in one JVM; the rate is
+Variants: ``project`` (this project's compiled resolver: the same SQL projection, keying and
+keyed operator the job builds after its Kafka table), ``project-pykey`` (the same with the
+Python key selector, the general keying path), ``baseline-thread`` / ``baseline-process`` (a
+hand-written KeyedProcessFunction with a pickled ValueState, as one would write it in PyFlink),
+``baseline-value-only-thread|process`` (the same reading only the value, as a string: no
+dead-letter provenance), ``project-process``, and ``floor`` (a keyed operator that does
+nothing: the engine's own per-record cost with this source).
+The source is an in-memory collection of the same JSON bytes for every variant, as rows with
+the Kafka table's columns (the value-only baselines get the value text); the sink discards.
+After a warm-up job, the same job runs on N and on 3N events in one JVM; the rate is
 2N / (t(3N) - t(N)), which cancels job startup and teardown.
 """
 
@@ -87,6 +91,27 @@ def build(variant: str, values: list[bytes]):  # type: ignore[no-untyped-def]
 
         out = src.key_by(lambda r: "k", key_type=Types.STRING()).process(
             Nothing(), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE())
+        )
+    elif variant.startswith("baseline-value-only"):
+        # A hand-written job as users often write it: the record value alone, as a string
+        # (no key, headers or offsets, so no dead-letter provenance), keyed by a Python lambda.
+        texts = env.from_collection([v.decode() for v in values], type_info=Types.STRING())
+
+        class UniqueText(KeyedProcessFunction):
+            def open(self, ctx: RuntimeContext) -> None:
+                self.ips = ctx.get_state(ValueStateDescriptor("ips", Types.PICKLED_BYTE_ARRAY()))
+
+            def process_element(self, value, ctx):  # type: ignore[no-untyped-def]
+                event = json.loads(value)
+                ips = self.ips.value() or set()
+                ips.add(event["ip_address"])
+                self.ips.update(ips)
+                yield json.dumps(
+                    {"user.id": event["user_id"], "user.unique_ip_count": len(ips)}
+                ).encode()
+
+        out = texts.key_by(lambda t: json.loads(t)["user_id"], key_type=Types.STRING()).process(
+            UniqueText(), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE())
         )
     else:
 
