@@ -63,6 +63,13 @@ def main() -> int:
         "baseline process mode": [_flink("baseline-process", n_process, keys) for _ in range(runs)],
         "pure-Python ceiling": [pure_python_ceiling(events(n * 3, keys)) for _ in range(runs)],
     }
+    if not args.quick:
+        rates["baseline thread, value only"] = [
+            _flink("baseline-value-only-thread", n, keys) for _ in range(runs)
+        ]
+        rates["baseline process, value only"] = [
+            _flink("baseline-value-only-process", n_process, keys) for _ in range(runs)
+        ]
     summary = {k: _summary(v) for k, v in rates.items()}
     med = {k: v["median"] for k, v in summary.items()}
     ratios = {
@@ -70,6 +77,13 @@ def main() -> int:
         "project / baseline process": med["project (thread)"] / med["baseline process mode"],
         "project / pure-Python ceiling": med["project (thread)"] / med["pure-Python ceiling"],
     }
+    if "baseline thread, value only" in med:
+        ratios["project / baseline thread, value only"] = (
+            med["project (thread)"] / med["baseline thread, value only"]
+        )
+        ratios["project / baseline process, value only"] = (
+            med["project (thread)"] / med["baseline process, value only"]
+        )
     results.update(operator=summary, ratios=ratios)
     if args.operator_only:
         results.update(growth={}, end_to_end=None, checkpoint_at_keys={})
@@ -77,7 +91,7 @@ def main() -> int:
 
     growth = {}
     for k in [1000] if args.quick else [1000, 100_000, 1_000_000]:
-        events_n = max(n, 2 * k)
+        events_n = max(n, k)
         rate = med["project (thread)"] if k == keys else _flink("project", events_n, k)
         growth[str(k)] = {
             "events_per_s": rate,
@@ -142,7 +156,8 @@ def _chart(summary: dict, path: Path) -> None:  # type: ignore[type-arg]
     err = [[m - summary[n]["min"] for n, m in zip(names, med, strict=True)],
            [summary[n]["max"] - m for n, m in zip(names, med, strict=True)]]  # fmt: skip
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.barh(names, med, xerr=err, color=["#2a7", "#57a", "#a75", "#999"])
+    palette = ["#2a7", "#57a", "#a75", "#999", "#8ac", "#dba"]
+    ax.barh(names, med, xerr=err, color=palette[: len(names)])
     ax.set_xlabel("events/s (median, min-max)")
     ax.set_title("Unique-IP resolver, MiniCluster, parallelism 1")
     fig.tight_layout()

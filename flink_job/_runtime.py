@@ -218,10 +218,11 @@ class _Counters:
 class Resolve(KeyedProcessFunction):
     """The keyed operator: the key's state holds the encoded state envelope (bytes).
 
-    Decoded state objects are cached per key (bounded): only this operator instance writes
-    its keys' state, so a cached object always equals what was last stored; the cache starts
-    empty after every (re)start or restore. A failed message evicts its key, since the
-    resolver may have half-mutated the object.
+    Decoded state objects are cached per key (bounded), with the bytes last stored: only this
+    operator instance writes its keys' state, so a cached object always equals what was last
+    stored; the cache starts empty after every (re)start or restore. A failed message evicts
+    its key, since the resolver may have half-mutated the object. State whose encoding did
+    not change is not written again.
     """
 
     STATE_CACHE_SIZE = 10_000
@@ -230,7 +231,7 @@ class Resolve(KeyedProcessFunction):
         self.ref = ref
         self._core: ResolverCore | None = None
         self._state: Any = None
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, tuple[Any, bytes | None]] = {}
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._core = self.ref.core()
@@ -270,12 +271,14 @@ class Resolve(KeyedProcessFunction):
                 counts[2] += 1
                 yield DEAD_LETTERS, _dead_row(core.key_mismatch(msg, ctx.get_current_key(), d))
                 return
-        state = None
+        state = stored = None
         if self._state is not None:
-            cache = self._cache
-            state = cache.pop(d.key, None)
-            if state is None:
-                state = core.load_state(self._state.get())
+            cached = self._cache.pop(d.key, None)
+            if cached is None:
+                stored = self._state.get()
+                state = core.load_state(stored)
+            else:
+                state, stored = cached
         out = core.apply(d, state, msg)
         if isinstance(out, DeadLetter):
             counts[2] += 1
@@ -283,11 +286,12 @@ class Resolve(KeyedProcessFunction):
             return
         assert isinstance(out, Applied)
         if out.encoded is not None:
-            self._state.set(out.encoded)
+            if out.encoded != stored:  # writing the same bytes again changes nothing
+                self._state.set(out.encoded)
             cache = self._cache
             if len(cache) >= self.STATE_CACHE_SIZE:
                 del cache[next(iter(cache))]  # the least recently used key
-            cache[d.key] = out.state
+            cache[d.key] = (out.state, out.encoded)
         if out.row is not None:
             counts[1] += 1
             yield Row(out.row.key, out.row.value)
