@@ -7,7 +7,8 @@ keyed operator the job builds after its Kafka table), ``project-pykey`` (the sam
 Python key selector, the general keying path), ``baseline-thread`` / ``baseline-process`` (a
 hand-written KeyedProcessFunction with a pickled ValueState, as one would write it in PyFlink),
 ``baseline-value-only-thread|process`` (the same reading only the value, as a string: no
-dead-letter provenance), ``project-process``, and ``floor`` (a keyed operator that does
+dead-letter provenance), ``project-generated`` (``project`` on events generated on the JVM,
+for the growth runs), ``project-process``, and ``floor`` (a keyed operator that does
 nothing: the engine's own per-record cost with this source).
 The source is an in-memory collection of the same JSON bytes for every variant, as rows with
 the Kafka table's columns (the value-only baselines get the value text); the sink discards.
@@ -140,8 +141,42 @@ def build(variant: str, values: list[bytes]):  # type: ignore[no-untyped-def]
     return env
 
 
-def timed(variant: str, values: list[bytes]) -> float:
-    env = build(variant, values)
+def build_generated(count: int, keys: int):  # type: ignore[no-untyped-def]
+    """``project`` over events generated on the JVM (datagen + SQL), not an in-memory Python
+    collection: for millions of keys, where building the collection is what fails. Every key
+    appears once in each ``keys`` events (7919 is a prime not dividing ``keys``)."""
+    from pyflink.table import StreamTableEnvironment
+
+    from bench.workload import track_unique_ips
+    from flink_job.job import resolver_ref, resolver_stream
+
+    assert keys % 7919, "keys must not be a multiple of 7919"
+    env = _env("thread")
+    t_env = StreamTableEnvironment.create(env)
+    t_env.execute_sql(
+        "CREATE TEMPORARY TABLE gen (id BIGINT) WITH ('connector' = 'datagen', "
+        "'fields.id.kind' = 'sequence', 'fields.id.start' = '0', "
+        f"'fields.id.end' = '{count - 1}')"
+    )
+    t_env.create_temporary_view("bench_source", t_env.sql_query(
+        "SELECT CAST(NULL AS BYTES) AS k, CAST(JSON_OBJECT("
+        f"'user_id' VALUE CONCAT('user-', CAST(MOD(id * 7919, {keys}) AS STRING)), "
+        "'ip_address' VALUE CONCAT('10.0.0.', CAST(MOD(id * 31, 64) AS STRING))) AS BYTES) AS v, "
+        "'bench' AS topic, CAST(0 AS INT) AS `partition`, id AS `offset`, "
+        "CAST(0 AS BIGINT) AS ts, CAST(NULL AS MAP<STRING, BYTES>) AS headers FROM gen"
+    ))  # fmt: skip
+    ref = resolver_ref(track_unique_ips, "bench.workload", None, "thread", None, "bench")
+    out = resolver_stream(t_env, "bench_source", ref)
+    from pyflink.java_gateway import get_gateway
+
+    discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
+    out._j_data_stream.sinkTo(discard)
+    env.add_python_file(str(ROOT / "bench"))
+    return env
+
+
+def timed(variant: str, values: list[bytes] | tuple[int, int]) -> float:
+    env = build_generated(*values) if isinstance(values, tuple) else build(variant, values)
     t0 = time.perf_counter()
     env.execute(f"bench-{variant}")
     return time.perf_counter() - t0
@@ -152,10 +187,15 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from bench.workload import events
 
-    values = events(3 * n, keys)
-    timed(variant, values[:100])  # warm-up: JVM, classes, Python imports
-    t1 = timed(variant, values[:n])
-    t3 = timed(variant, values)
+    if variant == "project-generated":
+        timed(variant, (100, keys))  # warm-up: JVM, classes, Python imports
+        t1 = timed(variant, (n, keys))
+        t3 = timed(variant, (3 * n, keys))
+    else:
+        values = events(3 * n, keys)
+        timed(variant, values[:100])
+        t1 = timed(variant, values[:n])
+        t3 = timed(variant, values)
     rate = 2 * n / max(t3 - t1, 1e-9)
     print(json.dumps({"variant": variant, "n": n, "keys": keys, "t_n": t1, "t_3n": t3,
                       "events_per_s": rate}))  # fmt: skip
