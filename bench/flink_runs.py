@@ -82,7 +82,7 @@ def build(variant: str, values: list[bytes]):  # type: ignore[no-untyped-def]
         t_env.create_temporary_view("bench_source", t_env.from_data_stream(src))
         ref = resolver_ref(track_unique_ips, "bench.workload", None, mode, None, "bench")
         if variant.startswith("project-pykey"):  # the general path: a Python key selector
-            ref = dataclasses.replace(ref, keyed_in_java=False, json_key_path=None)
+            ref = dataclasses.replace(ref, json_key_path=None)
         out = resolver_stream(t_env, "bench_source", ref)
     elif variant == "floor":
 
@@ -132,9 +132,13 @@ def build(variant: str, values: list[bytes]):  # type: ignore[no-untyped-def]
         out = src.key_by(lambda r: json.loads(r[1])["user_id"], key_type=Types.STRING()).process(
             Unique(), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE())
         )
+    return _discarding(env, out)
+
+
+def _discarding(env, out):  # type: ignore[no-untyped-def]
+    """End ``out`` in a Java discarding sink: no extra Python operator after the measured one."""
     from pyflink.java_gateway import get_gateway
 
-    # A Java discarding sink: no extra Python operator after the measured one.
     discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
     out._j_data_stream.sinkTo(discard)
     env.add_python_file(str(ROOT / "bench"))
@@ -167,12 +171,7 @@ def build_generated(count: int, keys: int):  # type: ignore[no-untyped-def]
     ))  # fmt: skip
     ref = resolver_ref(track_unique_ips, "bench.workload", None, "thread", None, "bench")
     out = resolver_stream(t_env, "bench_source", ref)
-    from pyflink.java_gateway import get_gateway
-
-    discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
-    out._j_data_stream.sinkTo(discard)
-    env.add_python_file(str(ROOT / "bench"))
-    return env
+    return _discarding(env, out)
 
 
 def timed(variant: str, values: list[bytes] | tuple[int, int]) -> float:

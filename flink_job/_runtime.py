@@ -96,8 +96,12 @@ class ResolverRef:
     max_message_bytes: int | None = None
     execution_mode: str = "thread"
     topic: str = ""  # the source topic (dead-letter provenance)
-    keyed_in_java: bool = False  # the state key arrives computed (see flink_job._keying)
+    # Set when the state key arrives computed on the JVM (see flink_job._keying).
     json_key_path: str | None = None
+
+    @property
+    def keyed_in_java(self) -> bool:
+        return self.json_key_path is not None
 
     def load(self) -> Resolver[Any, Any]:
         if self.file and Path(self.file).is_file():

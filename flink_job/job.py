@@ -239,11 +239,9 @@ def resolver_ref(
     max_message_bytes: int | None = None, topic: str = "",
 ) -> ResolverRef:  # fmt: skip
     """How workers find ``r``, and how its messages are keyed."""
-    path = json_key_path(r)
     return ResolverRef(
         module=module, file=file, name=r.name, max_message_bytes=max_message_bytes,
-        execution_mode=execution_mode, topic=topic, keyed_in_java=path is not None,
-        json_key_path=path,
+        execution_mode=execution_mode, topic=topic, json_key_path=json_key_path(r),
     )  # fmt: skip
 
 

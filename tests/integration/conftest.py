@@ -56,6 +56,14 @@ class JobProcess:
         self._fh.close()
 
 
+@pytest.fixture(scope="module")
+def cluster(kafka: str) -> str:
+    """The standalone Flink cluster (started once; a no-op when it is already running)."""
+    from flink_job._local import cluster as local_cluster
+
+    return local_cluster.start()
+
+
 @pytest.fixture
 def run_job(tmp_path: Path, kafka: str) -> Iterator[object]:
     jobs: list[JobProcess] = []

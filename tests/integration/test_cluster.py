@@ -20,13 +20,6 @@ from tests.integration.conftest import APPS
 from tests.integration.kafka_io import create_topic, produce, read_all, unique
 
 
-@pytest.fixture(scope="module")
-def cluster(kafka: str) -> str:
-    from flink_job._local import cluster as local_cluster
-
-    return local_cluster.start()
-
-
 @pytest.fixture
 def topics(kafka: str, tmp_path: Path):
     source, sink = unique("events"), unique("features")

@@ -141,13 +141,6 @@ def check_run(kafka: str, source: str, sink: str, dlq: str, expected: Counter[st
     assert not marker.exists(), "a message payload was unpickled and executed"
 
 
-@pytest.fixture(scope="module")
-def cluster(kafka: str) -> str:
-    from flink_job._local import cluster as local_cluster
-
-    return local_cluster.start()
-
-
 @pytest.fixture
 def setup(kafka: str, tmp_path: Path):
     source, sink, dlq = unique("events"), unique("features"), unique("dlq")

@@ -38,13 +38,6 @@ def test_sasl_plain_with_the_right_password_runs_and_logs_no_secret(kafka, run_j
             assert secret not in log.read_text(errors="replace"), f"secret in {log}"
 
 
-@pytest.fixture(scope="module")
-def cluster(kafka: str) -> str:
-    from flink_job._local import cluster as local_cluster
-
-    return local_cluster.start()
-
-
 def test_no_secret_in_the_clusters_rest_api_or_logs(cluster, kafka, tmp_path):
     """Submitted to the standalone cluster: the job works over SASL, and neither the password
     nor the SSL canaries appear in anything the cluster serves or writes."""
