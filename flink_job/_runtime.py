@@ -27,14 +27,19 @@ from flink_job.streams import Resolver
 UNKEYABLE = "\x00flink-job:unkeyable"
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-# What the Python operators get per Kafka record. The topic is the source's (in ResolverRef),
-# and the record timestamp is not used: every field crossing into Python costs time.
-MSG_FIELDS = ["k", "v", "partition", "offset", "headers"]
-MSG_TYPE = Types.ROW_NAMED(
-    MSG_FIELDS, [BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES)]
+# What the Python operators get per Kafka record (built by flink_job.job.MSG_SQL): (key,
+# value, partition, offset, headers, absent). The topic is the source's (in ResolverRef) and
+# the record timestamp is not used: every field crossing into Python costs time. A Tuple, not
+# a Row: PyFlink builds a Python Row object (and a RowKind) per Row crossing, a plain tuple for
+# a Tuple. Tuple fields cannot be null, so a missing key, value or headers map arrives as a
+# placeholder with its ABSENT_* bit set in `absent`.
+MSG_TYPE = Types.TUPLE(
+    [BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES), Types.INT()]
 )
-# Feature rows: record key and value (the job adds the constant `resolver` header on the JVM).
-ROW_TYPE = Types.ROW_NAMED(["k", "v"], [BYTES, BYTES])
+ABSENT_KEY, ABSENT_VALUE, ABSENT_HEADERS = 1, 2, 4
+# Feature rows: (record key, record value), a Tuple too; no key is b"" (feature-row keys are
+# JSON, never empty). The job adds the constant `resolver` header on the JVM.
+ROW_TYPE = Types.TUPLE([BYTES, BYTES])
 # Dead letters: record key, record value, headers.
 DEAD_TYPE = Types.ROW_NAMED(["k", "v", "headers"], [BYTES, BYTES, Types.MAP(Types.STRING(), BYTES)])
 DEAD_LETTERS = OutputTag("dead-letters", DEAD_TYPE)
@@ -117,18 +122,17 @@ class ResolverRef:
         return ResolverCore(self.load(), self.max_message_bytes)
 
 
-def raw_message(row: Row, topic: str) -> RawMessage:
-    """A message row (k, v, partition, offset, headers) of ``topic`` as a RawMessage."""
-    # Row.__getitem__ is a slow Python method; its value list is what the row holds.
-    key, value, partition, offset, headers = row._values
+def raw_message(msg: tuple[Any, ...], topic: str) -> RawMessage:
+    """A message tuple (see MSG_TYPE) of ``topic`` as a RawMessage."""
+    key, value, partition, offset, headers, absent = msg
     return RawMessage(
-        value=value,
-        key=key,
+        value=None if absent & ABSENT_VALUE else value,
+        key=None if absent & ABSENT_KEY else key,
         topic=topic,
-        partition=partition if partition is not None else -1,
-        offset=offset if offset is not None else -1,
+        partition=partition,
+        offset=offset,
         timestamp=None,
-        headers=tuple(headers.items()) if headers else (),
+        headers=() if absent & ABSENT_HEADERS else tuple(headers.items()),
     )
 
 
@@ -180,10 +184,10 @@ class KeyOf(KeySelector):
         self._core = self.ref.core()
         self._needs_parse = bool(self._core.resolver.keys)
 
-    def get_key(self, value: Row) -> str:
+    def get_key(self, value: tuple[Any, ...]) -> str:
         if not self._needs_parse:
             k = value[0]
-            if k is None:
+            if value[5] & ABSENT_KEY:
                 return UNKEYABLE
             try:
                 return str(k.decode("utf-8"))
@@ -248,14 +252,13 @@ class Resolve(KeyedProcessFunction):
     def close(self) -> None:
         self._counters.maybe_flush()
 
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Any:
+    def process_element(self, value: tuple[Any, ...], ctx: KeyedProcessFunction.Context) -> Any:
         core = self._core
         assert core is not None
         counts = self._counters.counts
         counts[0] += 1
         self._counters.maybe_flush()
-        vals = value._values
-        handed = None if self._java_key else HANDOFF.take((self.ref.name, vals[2], vals[3]))
+        handed = None if self._java_key else HANDOFF.take((self.ref.name, value[2], value[3]))
         if handed is not None:
             d, msg = handed
         else:
@@ -298,4 +301,4 @@ class Resolve(KeyedProcessFunction):
             cache[d.key] = (out.state, out.encoded)
         if out.row is not None:
             counts[1] += 1
-            yield Row(out.row.key, out.row.value)
+            yield out.row.key or b"", out.row.value

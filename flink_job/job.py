@@ -36,6 +36,9 @@ from connectors.kafka_tables import sink_table_ddl, source_table_ddl
 from flink_job._core import DEFAULT_MAX_MESSAGE_BYTES as MAX_BYTES_DEFAULT
 from flink_job._keying import json_key_path
 from flink_job._runtime import (
+    ABSENT_HEADERS,
+    ABSENT_KEY,
+    ABSENT_VALUE,
     DEAD_LETTERS,
     MSG_TYPE,
     ROW_TYPE,
@@ -54,6 +57,18 @@ __all__ = ["BuiltJob", "build_job", "resolver_ref", "resolver_stream", "uid"]
 KEY_TYPE = Types.STRING()
 # The UNKEYABLE state key as a SQL expression (it starts with a NUL character).
 UNKEYABLE_SQL = "CONCAT(CHR(0), '" + UNKEYABLE[1:].replace("'", "''") + "')"
+
+
+# The message tuple (flink_job._runtime.MSG_TYPE) from a Kafka table's columns. Tuple fields
+# cannot be null: a null key or value, or no headers, is a placeholder with its bit set in
+# `absent` (SQL has no empty-map literal; Kafka tables give an empty map, never NULL).
+MSG_SQL = (
+    "COALESCE(k, X''), COALESCE(v, X''), COALESCE(`partition`, -1), COALESCE(`offset`, -1), "
+    "COALESCE(headers, CAST(MAP['', X''] AS MAP<STRING, BYTES>)), "
+    f"CASE WHEN k IS NULL THEN {ABSENT_KEY} ELSE 0 END "
+    f"+ CASE WHEN v IS NULL THEN {ABSENT_VALUE} ELSE 0 END "
+    f"+ CASE WHEN CARDINALITY(headers) > 0 THEN 0 ELSE {ABSENT_HEADERS} END"
+)
 
 
 def uid(*parts: str) -> str:
@@ -155,7 +170,9 @@ def build_job(
         t_env.create_temporary_view(f"rows_{_ident(r.name)}", t_env.from_data_stream(out))
         rows.append(
             t_env.sql_query(
-                f"SELECT k, v, MAP['resolver', CAST({_sql_str(r.name)} AS BYTES)] AS headers "
+                # (f0, f1) = ROW_TYPE; an empty key is "no key".
+                f"SELECT NULLIF(f0, X'') AS k, f1 AS v, "
+                f"MAP['resolver', CAST({_sql_str(r.name)} AS BYTES)] AS headers "
                 f"FROM rows_{_ident(r.name)}"
             )
         )
@@ -197,8 +214,7 @@ def resolver_stream(t_env: StreamTableEnvironment, table: str, ref: ResolverRef)
     :mod:`flink_job._keying`) and the keyed operator is the only Python operator; otherwise a
     Python key selector (``<resolver>/key``) computes it.
     """
-    # Most records have no headers: pass NULL then, not an empty map (cheaper to convert).
-    columns = "k, v, `partition`, `offset`, CASE WHEN CARDINALITY(headers) > 0 THEN headers END"
+    columns = MSG_SQL
     if ref.keyed_in_java:
         path = ref.json_key_path
         key = (

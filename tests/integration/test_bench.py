@@ -23,6 +23,9 @@ def test_bench_quick_mode_produces_table_json_and_chart(kafka, tmp_path):
         "project / pure-Python ceiling",
     }  # fmt: skip
     assert all(v["median"] > 0 for v in results["operator"].values())
+    targets = results["targets"]
+    assert len(targets) == 3 and all(isinstance(t["met"], bool) for t in targets.values())
+    assert "targets:" in out.stdout
     assert results["end_to_end"]["rows"] == results["end_to_end"]["n"]
     assert (tmp_path / "throughput.png").stat().st_size > 1000
     assert "project / baseline thread" in out.stdout
