@@ -20,12 +20,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _flink(variant: str, n: int, keys: int) -> float:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.flink_runs", variant, str(n), str(keys)],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800, check=True,
-    )  # fmt: skip
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["events_per_s"])
+def _flink(variant: str, n: int, keys: int, attempts: int = 2) -> float:
+    """One MiniCluster run in a fresh process. A failed run (a MiniCluster that did not come
+    up, a crashed JVM) is reported and run again once; a second failure raises."""
+    for attempt in range(1, attempts + 1):
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.flink_runs", variant, str(n), str(keys)],
+            cwd=ROOT, capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+        if out.returncode == 0:
+            return float(json.loads(out.stdout.strip().splitlines()[-1])["events_per_s"])
+        print(f"run {variant} failed (attempt {attempt}): {out.stderr[-1500:]}", file=sys.stderr)
+    raise subprocess.CalledProcessError(out.returncode, out.args, out.stdout, out.stderr)
 
 
 def _e2e(
