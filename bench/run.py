@@ -172,6 +172,7 @@ def _finish(results: dict, args: argparse.Namespace, started: float, summary: di
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     _print(results)
+    _print_targets(results)
     _chart(summary, out / "throughput.png")
     print(f"\nwrote {out / 'results.json'} and {out / 'throughput.png'}")
     return 0
@@ -193,7 +194,6 @@ def _print(r: dict) -> None:  # type: ignore[type-arg]
             print(f"  {'':>9}   through Kafka ({backend}): {rate:,.0f} events/s")
     e = r["end_to_end"]
     if e is None:
-        _print_targets(r)
         return
     p50, p99 = e["latency_p50_s"], e["latency_p99_s"]
     rate = e["sustained_events_per_s"]
@@ -207,7 +207,6 @@ def _print(r: dict) -> None:  # type: ignore[type-arg]
         ck = c["checkpoint"]
         print(f"checkpoint at {c['keys']:,} keys, {b}: {ck.get('duration_ms')} ms, "
               f"{ck.get('state_size')} bytes")  # fmt: skip
-    _print_targets(r)
 
 
 def _print_targets(r: dict) -> None:  # type: ignore[type-arg]

@@ -214,7 +214,6 @@ def resolver_stream(t_env: StreamTableEnvironment, table: str, ref: ResolverRef)
     :mod:`flink_job._keying`) and the keyed operator is the only Python operator; otherwise a
     Python key selector (``<resolver>/key``) computes it.
     """
-    columns = MSG_SQL
     if ref.keyed_in_java:
         path = ref.json_key_path
         key = (
@@ -225,7 +224,7 @@ def resolver_stream(t_env: StreamTableEnvironment, table: str, ref: ResolverRef)
             f"THEN JSON_VALUE(CAST(v AS STRING), '{path}') END"
         )
         query = (
-            f"SELECT COALESCE({key}, {UNKEYABLE_SQL}) AS state_key, ROW({columns}) AS msg "
+            f"SELECT COALESCE({key}, {UNKEYABLE_SQL}) AS state_key, ROW({MSG_SQL}) AS msg "
             f"FROM {table}"
         )
         with_key = t_env.to_append_stream(
@@ -239,7 +238,7 @@ def resolver_stream(t_env: StreamTableEnvironment, table: str, ref: ResolverRef)
         keyed = KeyedStream(j_keyed, MSG_TYPE, with_key)
     else:
         messages = t_env.to_append_stream(
-            t_env.sql_query(f"SELECT {columns} FROM {table}"), MSG_TYPE
+            t_env.sql_query(f"SELECT {MSG_SQL} FROM {table}"), MSG_TYPE
         )
         keyed = messages.key_by(KeyOf(ref), key_type=KEY_TYPE)
         keyed._j_data_stream.getTransformation().getInputs().get(0).setUid(uid(ref.name, "key"))
