@@ -7,7 +7,7 @@
 #   ./build.sh lint     set up, then ruff + mypy
 # Needs: python3.11 (or PYTHON=/path/to/python3.11), Java 17, Maven (mvn).
 # Stamps in build/ record what is installed: pip runs again only when pyproject.toml changes,
-# Maven only when a jar directory is missing or its pom changed.
+# Maven only when a jar directory is missing or its pom (or, for connectors/java, a source) changed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ROOT=$PWD
@@ -68,10 +68,35 @@ fetch_jars() {
   mv "$tmp" "$dir"
 }
 
+# build_operators: compile connectors/java (the job's own operators) into build/jars/operators
+# unless the jar there was built from the same pom and sources.
+build_operators() {
+  local src=$ROOT/connectors/java dir=$BUILD/jars/operators
+  local want; want=$(cd "$src" && find pom.xml src -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$dir/.stamp" 2>/dev/null)" = "$want" ] && compgen -G "$dir/flink-job-operators-*.jar" >/dev/null; then
+    return 0
+  fi
+  command -v mvn >/dev/null 2>&1 || die "Maven (mvn) is needed to build the operators (e.g. apt-get install maven)"
+  log "building the job's operators (connectors/java) into build/jars/operators"
+  mkdir -p "$BUILD/jars"
+  local tmp; tmp=$(mktemp -d "$BUILD/jars/.operators.XXXXXX")
+  local mvnlog=$BUILD/mvn-operators.log
+  if ! mvn -q -B -f "$src/pom.xml" package -Doperators.dir="$tmp" -Doperators.target="$BUILD/java-target" >"$mvnlog" 2>&1; then
+    cat "$mvnlog" >&2
+    rm -rf "$tmp"
+    die "mvn could not build connectors/java (Maven output above and in build/mvn-operators.log)"
+  fi
+  compgen -G "$tmp/flink-job-operators-*.jar" >/dev/null || { rm -rf "$tmp"; die "operators jar missing after mvn"; }
+  echo "$want" > "$tmp/.stamp"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+}
+
 setup() {
   setup_venv
   fetch_jars flink flink-connector.pom.xml 'flink-sql-connector-kafka-*.jar' "Kafka connector jar"
   fetch_jars kafka kafka-broker.pom.xml 'kafka_2.13-*.jar' "Kafka broker jars"
+  build_operators
 }
 
 cmd=${1:-setup}

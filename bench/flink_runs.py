@@ -3,7 +3,9 @@
     python -m bench.flink_runs VARIANT N KEYS   -> prints a JSON line {"seconds": ..., ...}
 
 Variants: ``project`` (this project's compiled resolver: the same SQL projection, keying and
-keyed operator the job builds after its Kafka table), ``project-pykey`` (the same with the
+keyed operator the job builds after its Kafka table; thread mode's batched operator),
+``project-per-record`` (the same with PyFlink's per-record KeyedProcessFunction, as before
+batching), ``project-pykey`` (the same with the
 Python key selector, the general keying path), ``baseline-thread`` / ``baseline-process`` (a
 hand-written KeyedProcessFunction with a pickled ValueState, as one would write it in PyFlink),
 ``baseline-value-only-thread|process`` (the same reading only the value, as a string: no
@@ -46,6 +48,19 @@ def _env(mode: str):  # type: ignore[no-untyped-def]
     return env
 
 
+def _batch_options():  # type: ignore[no-untyped-def]
+    """JobOptions with the batch settings from FLINK_JOB_BENCH_BATCH=size,ms (else defaults)."""
+    import os
+
+    from flink_job.config import JobOptions
+
+    spec = os.environ.get("FLINK_JOB_BENCH_BATCH")
+    if not spec:
+        return JobOptions()
+    size, ms = spec.split(",")
+    return JobOptions(batch_size=int(size), batch_time_ms=int(ms))
+
+
 def _source(env, values: list[bytes]):  # type: ignore[no-untyped-def]
     from pyflink.common import Row
     from pyflink.common.typeinfo import Types
@@ -74,16 +89,20 @@ def build(variant: str, values: list[bytes]):  # type: ignore[no-untyped-def]
         from pyflink.table import StreamTableEnvironment
 
         from bench.workload import track_unique_ips
-        from flink_job.job import resolver_ref, resolver_stream
+        from flink_job.job import batching, resolver_ref, resolver_stream
 
         # Exactly what the job builds after its Kafka table: the same SQL projection, keying
         # and keyed operator, over an in-memory table with the Kafka table's columns.
+        # ``project`` is thread mode's default (the batched operator); ``project-per-record``
+        # the same with one Python call per record (PyFlink's KeyedProcessFunction).
         t_env = StreamTableEnvironment.create(env)
         t_env.create_temporary_view("bench_source", t_env.from_data_stream(src))
         ref = resolver_ref(track_unique_ips, "bench.workload", None, mode, None, "bench")
         if variant.startswith("project-pykey"):  # the general path: a Python key selector
             ref = dataclasses.replace(ref, json_key_path=None)
-        out = resolver_stream(t_env, "bench_source", ref)
+        per_record = "per-record" in variant or mode == "process"
+        batch = None if per_record else batching(_batch_options())
+        out = resolver_stream(t_env, "bench_source", ref, batch)
     elif variant == "floor":
 
         class Nothing(KeyedProcessFunction):
@@ -170,7 +189,7 @@ def build_generated(count: int, keys: int):  # type: ignore[no-untyped-def]
         "CAST(0 AS BIGINT) AS ts, CAST(NULL AS MAP<STRING, BYTES>) AS headers FROM gen"
     ))  # fmt: skip
     ref = resolver_ref(track_unique_ips, "bench.workload", None, "thread", None, "bench")
-    out = resolver_stream(t_env, "bench_source", ref)
+    out = resolver_stream(t_env, "bench_source", ref, batching(_batch_options()))
     return _discarding(env, out)
 
 

@@ -2,6 +2,7 @@
 
 ``build/jars/flink/`` holds the Flink Kafka SQL connector (a fat jar), ``build/jars/kafka/`` the
 Kafka broker (KRaft) with its tools and logging binding. The poms are in ``connectors/maven/``.
+``build/jars/operators/`` holds the job's own operators, built from ``connectors/java/``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,21 @@ from pathlib import Path
 from flink_job.config import project_root
 from flink_job.errors import EnvironmentNotReadyError
 
-__all__ = ["jar_dir", "kafka_broker_classpath", "kafka_connector_jar", "project_root"]
+__all__ = [
+    "jar_dir",
+    "job_jars",
+    "kafka_broker_classpath",
+    "kafka_connector_jar",
+    "operators_jar",
+    "project_root",
+]
 
 _FIX = "run ./build.sh"
 
 
 def jar_dir(kind: str) -> Path:
-    """The jar directory ``build/jars/<kind>`` (``flink`` or ``kafka``) under the project root."""
+    """The jar directory ``build/jars/<kind>`` (``flink``, ``kafka`` or ``operators``) under the
+    project root."""
     return project_root() / "build" / "jars" / kind
 
 
@@ -50,6 +59,46 @@ def kafka_connector_jar() -> Path:
             f"{folder}; fix: {_FIX}"
         )
     return found[-1]
+
+
+def operators_jar() -> Path:
+    """The job's own operators (``flink-job-operators-*.jar``, from ``connectors/java``).
+
+    ``FLINK_JOB_OPERATORS_JAR`` overrides the jar in ``build/jars/operators``.
+
+    Returns:
+        The path of the jar.
+
+    Raises:
+        EnvironmentNotReadyError: The jar is missing.
+    """
+    env = os.environ.get("FLINK_JOB_OPERATORS_JAR")
+    if env:
+        jar = Path(env).expanduser()
+        if not jar.is_file():
+            raise EnvironmentNotReadyError(
+                f"FLINK_JOB_OPERATORS_JAR={env} does not exist; "
+                f"fix: point it at the jar, or unset it and {_FIX}"
+            )
+        return jar.resolve()
+    folder = jar_dir("operators")
+    found = sorted(folder.glob("flink-job-operators-*.jar"))
+    if not found:
+        raise EnvironmentNotReadyError(
+            f"the flink-job operators jar (flink-job-operators-*.jar) is missing from "
+            f"{folder}; fix: {_FIX}"
+        )
+    return found[-1]
+
+
+def job_jars() -> list[Path]:
+    """Every jar a job needs at run time, in ``pipeline.jars`` order: the Kafka connector and
+    the job's own operators. Local runs, ``submit`` and ``package`` all ship these.
+
+    Raises:
+        EnvironmentNotReadyError: A jar is missing.
+    """
+    return [kafka_connector_jar(), operators_jar()]
 
 
 def kafka_broker_classpath() -> list[Path]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import traceback
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic
 import pydantic_core
@@ -344,3 +344,47 @@ def _exc(e: BaseException) -> str:
     tb = traceback.extract_tb(e.__traceback__)
     where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
     return f"{type(e).__name__}: {e}{where}"
+
+
+class StateStore(Protocol):
+    """Where :func:`step` finds and keeps per-key state objects (``replay``'s dict, a Flink
+    batch). ``load`` gives the key's current state object (decoded, or a fresh initial state);
+    ``save`` records the state a message produced with its encoding; ``discard`` forgets the
+    object a failed message may have half-mutated, so the next ``load`` gives the state as
+    before that message."""
+
+    def load(self, key: str) -> Any: ...
+
+    def save(self, key: str, state: Any, encoded: bytes) -> None: ...
+
+    def discard(self, key: str) -> None: ...
+
+
+def step(
+    core: ResolverCore,
+    msg: RawMessage,
+    store: StateStore | None,
+    routed_key: str | None = None,
+    decoded: Decoded | None = None,
+) -> Applied | DeadLetter | Skip:
+    """One message, whatever runs it: decode (unless ``decoded`` is given), re-check the key
+    the engine routed it by (``routed_key``; a mismatch is a KeyMismatch dead letter, never a
+    write to another key's state), load the key's state from ``store``, run the resolver,
+    and save the new state, or discard it when the message became a dead letter.
+
+    ``store`` may be None only for stateless resolvers.
+    """
+    d = decoded if decoded is not None else core.decode(msg)
+    if not isinstance(d, Decoded):
+        return d
+    if routed_key is not None and d.key != routed_key:
+        return core.key_mismatch(msg, routed_key, d)
+    if store is None or not core.stateful:
+        return core.apply(d, None, msg)
+    state = store.load(d.key)  # a StateSchemaError propagates: never continue with empty state
+    out = core.apply(d, state, msg)
+    if isinstance(out, DeadLetter):
+        store.discard(d.key)
+    elif out.encoded is not None:
+        store.save(d.key, out.state, out.encoded)
+    return out

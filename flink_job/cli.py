@@ -35,6 +35,18 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--starting-offsets", choices=["committed", "earliest", "latest"])
     p.add_argument("--state-backend", choices=["hashmap", "rocksdb"])
     p.add_argument("--job-name", help="job name; also names consumer groups and transactions")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="thread mode: records per Python call (default 1000; 0: one call per record)",
+    )
+    p.add_argument(
+        "--batch-time",
+        type=int,
+        metavar="MS",
+        dest="batch_time_ms",
+        help="thread mode: longest wait of a record for its batch (default 20 ms)",
+    )
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -43,7 +55,7 @@ def _options(args: argparse.Namespace) -> Any:
     keys = (
         "from_savepoint", "bootstrap_servers", "sink_topic", "dead_letter_topic", "parallelism",
         "checkpoint_interval_ms", "checkpoint_dir", "delivery", "execution_mode",
-        "starting_offsets", "state_backend", "job_name",
+        "starting_offsets", "state_backend", "job_name", "batch_size", "batch_time_ms",
     )  # fmt: skip
     values = {k: getattr(args, k, None) for k in keys}
     if getattr(args, "allow_non_restored_state", False):

@@ -74,6 +74,10 @@ class JobOptions:
     allow_non_restored_state: bool = False
     max_message_bytes: int = 1_048_576
     transaction_timeout_ms: int = 900_000
+    # Thread mode: records per Python call of the batched keyed operator (0: one call per
+    # record, PyFlink's KeyedProcessFunction) and how long a record may wait for its batch.
+    batch_size: int = 1000
+    batch_time_ms: int = 20
     default_bootstrap_servers: str = "localhost:9092"
 
     @classmethod
@@ -119,6 +123,17 @@ class JobOptions:
         one_of("state_backend", self.state_backend, STATE_BACKENDS)
         if self.parallelism < 1:
             raise ConfigError(f"parallelism is {self.parallelism}; fix: use 1 or more")
+        if self.batch_size < 0:
+            raise ConfigError(
+                f"batch_size is {self.batch_size}; fix: use 0 (one Python call per record) or "
+                "more records per call",
+                field="batch_size",
+            )
+        if self.batch_time_ms < 1:
+            raise ConfigError(
+                f"batch_time_ms is {self.batch_time_ms}; fix: use 1 ms or more",
+                field="batch_time_ms",
+            )
         if self.checkpoint_interval_ms < 100:
             raise ConfigError(
                 f"checkpoint interval is {self.checkpoint_interval_ms} ms; fix: use >= 100 ms",

@@ -17,6 +17,7 @@ that keep the names.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import site
@@ -40,6 +41,7 @@ from flink_job._runtime import (
     ABSENT_KEY,
     ABSENT_VALUE,
     DEAD_LETTERS,
+    DEAD_TYPE,
     MSG_TYPE,
     ROW_TYPE,
     UNKEYABLE,
@@ -52,7 +54,16 @@ from flink_job.errors import ConfigError
 from flink_job.loader import collect_resolvers, import_target
 from flink_job.streams import Resolver
 
-__all__ = ["BuiltJob", "build_job", "resolver_ref", "resolver_stream", "uid"]
+__all__ = [
+    "Batching",
+    "BuiltJob",
+    "batching",
+    "build_job",
+    "dead_letters",
+    "resolver_ref",
+    "resolver_stream",
+    "uid",
+]
 
 KEY_TYPE = Types.STRING()
 # The UNKEYABLE state key as a SQL expression (it starts with a NUL character).
@@ -110,7 +121,7 @@ def flink_configuration(options: JobOptions) -> Configuration:
     # Thread mode embeds libpython in the JVM; it does not read the venv's pyvenv.cfg, so the
     # venv's site-packages must be put on its path explicitly.
     config.set_string("python.pythonpath", os.pathsep.join(_site_packages()))
-    config.set_string("pipeline.jars", jars.kafka_connector_jar().as_uri())
+    config.set_string("pipeline.jars", ";".join(j.as_uri() for j in jars.job_jars()))
     config.set_string("execution.checkpointing.interval", f"{options.checkpoint_interval_ms} ms")
     config.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
     config.set_string("execution.checkpointing.dir", options.checkpoint_path().as_uri())
@@ -164,7 +175,7 @@ def build_job(
         table = f"src_{_ident(r.name)}"
         group_id = settings.group_id or f"flink-job.{options.job_name}.{r.name}"
         t_env.execute_sql(source_table_ddl(table, settings, group_id, options.starting_offsets).sql)
-        out = resolver_stream(t_env, table, ref)
+        out = resolver_stream(t_env, table, ref, batching(options))
         _set_source_uid(out, uid(r.name, "source"))
         # The `resolver` header is a constant: added here, on the JVM, not per row in Python.
         t_env.create_temporary_view(f"rows_{_ident(r.name)}", t_env.from_data_stream(out))
@@ -176,7 +187,7 @@ def build_job(
                 f"FROM rows_{_ident(r.name)}"
             )
         )
-        dead.setdefault(settings.dead_letter_topic, []).append(out.get_side_output(DEAD_LETTERS))
+        dead.setdefault(settings.dead_letter_topic, []).append(dead_letters(out))
 
     statements = t_env.create_statement_set()
     sink_topics = [options.sink_topic, *dead]
@@ -206,9 +217,15 @@ def build_job(
     return BuiltJob(env, t_env, options, resolvers, sources, sink_topics)
 
 
-def resolver_stream(t_env: StreamTableEnvironment, table: str, ref: ResolverRef) -> DataStream:
+def resolver_stream(
+    t_env: StreamTableEnvironment, table: str, ref: ResolverRef, batch: Batching | None = None
+) -> DataStream:
     """Key and resolve the rows of source ``table`` (k, v, topic, partition, offset, ts,
-    headers). Feature rows out; dead letters on ``DEAD_LETTERS``.
+    headers). Feature rows out; dead letters on ``DEAD_LETTERS`` (see :func:`dead_letters`).
+
+    With ``batch`` (thread mode) the keyed operator is the batched JVM operator
+    (:func:`_batched_resolve`), else PyFlink's per-record ``KeyedProcessFunction``
+    (:class:`flink_job._runtime.Resolve`). Both keep the same state, uid and outputs.
 
     When ``ref.keyed_in_java`` the SQL projection computes the state key (``JSON_VALUE``, see
     :mod:`flink_job._keying`) and the keyed operator is the only Python operator; otherwise a
@@ -242,11 +259,69 @@ def resolver_stream(t_env: StreamTableEnvironment, table: str, ref: ResolverRef)
         )
         keyed = messages.key_by(KeyOf(ref), key_type=KEY_TYPE)
         keyed._j_data_stream.getTransformation().getInputs().get(0).setUid(uid(ref.name, "key"))
+    if batch is not None:
+        return _batched_resolve(keyed, ref, batch)
     return (
         keyed.process(Resolve(ref), output_type=ROW_TYPE)
         .name(f"resolve {ref.name}")
         .uid(uid(ref.name, "resolve"))
     )
+
+
+# -- the batched keyed operator (thread mode; flink_job._batch, connectors/java) -------------
+BATCHED_OPERATOR = "flinkjob.operators.BatchedResolveOperator"
+
+
+@dataclasses.dataclass(frozen=True)
+class Batching:
+    """How the batched operator batches: at most ``size`` records per Python call, and no
+    record waits longer than ``time_ms`` for its batch."""
+
+    size: int
+    time_ms: int
+
+
+def batching(options: JobOptions) -> Batching | None:
+    """The batching for ``options``: thread mode with ``batch_size`` > 0; None means PyFlink's
+    per-record operator (always in process mode)."""
+    if options.execution_mode != "thread" or options.batch_size <= 0:
+        return None
+    return Batching(options.batch_size, options.batch_time_ms)
+
+
+def _batched_resolve(keyed: KeyedStream, ref: ResolverRef, batch: Batching) -> DataStream:
+    from pyflink.util.java_utils import add_jars_to_context_class_loader, get_j_env_configuration
+
+    add_jars_to_context_class_loader([jars.operators_jar().as_uri()])
+    jvm = get_gateway().jvm
+    j_stream = keyed._j_data_stream
+    config = jvm.org.apache.flink.configuration.Configuration(
+        get_j_env_configuration(j_stream.getExecutionEnvironment())
+    )
+    spec = json.dumps(dataclasses.asdict(ref)).encode()
+    operator = jvm.flinkjob.operators.BatchedResolveOperator(
+        config,
+        spec,
+        DEAD_LETTERS.tag_id,
+        DEAD_TYPE.get_java_type_info(),
+        batch.size,
+        batch.time_ms,
+    )
+    out = DataStream(
+        j_stream.transform(f"resolve {ref.name}", ROW_TYPE.get_java_type_info(), operator)
+    )
+    return out.name(f"resolve {ref.name}").uid(uid(ref.name, "resolve"))
+
+
+def dead_letters(out: DataStream) -> DataStream:
+    """The dead letters of a resolver stream from :func:`resolver_stream`. The batched operator
+    emits them as Java rows already: no Python identity map (what ``get_side_output`` adds)."""
+    j_out = out._j_data_stream
+    factory = j_out.getTransformation().getOperatorFactory()
+    operator = factory.getOperator() if hasattr(factory, "getOperator") else None
+    if operator is not None and operator.getClass().getName() == BATCHED_OPERATOR:
+        return DataStream(j_out.getSideOutput(DEAD_LETTERS.get_java_output_tag()))
+    return out.get_side_output(DEAD_LETTERS)
 
 
 def resolver_ref(

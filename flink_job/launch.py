@@ -176,7 +176,7 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
 
 def submit(target: str, options: JobOptions, jobmanager: str) -> str:
     """``flink-job submit``: build the job here and submit it to a running cluster's REST
-    endpoint (Python files and the connector jar are uploaded with it); returns the job id."""
+    endpoint (Python files and the job's jars are uploaded with it); returns the job id."""
     from pyflink.datastream import StreamExecutionEnvironment
 
     from flink_job._rest import FlinkRest
@@ -187,13 +187,15 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
     resolvers, _ = prepare(target, options)
     from pyflink.java_gateway import get_gateway
 
-    from connectors.jars import kafka_connector_jar
+    from connectors.jars import job_jars
 
     host, _, port = jobmanager.rpartition(":")
     config = flink_configuration(options)
     gateway = get_gateway()
-    jar_files = gateway.new_array(gateway.jvm.String, 1)
-    jar_files[0] = str(kafka_connector_jar())
+    shipped = job_jars()
+    jar_files = gateway.new_array(gateway.jvm.String, len(shipped))
+    for i, jar in enumerate(shipped):
+        jar_files[i] = str(jar)
     # get_execution_environment() would start a local MiniCluster; the remote environment
     # submits through the cluster's REST endpoint and uploads the jar with the job.
     jvm = gateway.jvm

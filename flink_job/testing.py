@@ -18,10 +18,10 @@ from flink_job._core import (
     SKIP,
     Applied,
     DeadLetter,
-    Decoded,
     FeatureRow,
     RawMessage,
     ResolverCore,
+    step,
 )
 from flink_job.loader import collect_resolvers
 
@@ -64,6 +64,24 @@ class ReplayResult:
         """State key -> state object for ``resolver``, decoded from the stored bytes."""
         core = self._cores[resolver]
         return {k: core.load_state(b) for k, b in self._stored.get(resolver, {}).items()}
+
+
+class _DictStore:
+    """replay's state store: encoded states in a dict, decoded on every load (nothing cached,
+    so a message can never see an object another message left behind)."""
+
+    def __init__(self, core: ResolverCore, stored: dict[str, bytes]) -> None:
+        self._core = core
+        self._stored = stored
+
+    def load(self, key: str) -> Any:
+        return self._core.load_state(self._stored.get(key))
+
+    def save(self, key: str, state: Any, encoded: bytes) -> None:
+        self._stored[key] = encoded
+
+    def discard(self, key: str) -> None:
+        pass  # the dict still holds the bytes from before the failed message
 
 
 def _to_raw(item: Any, topic: str, offset: int) -> RawMessage:
@@ -117,6 +135,7 @@ def replay(
         streams = {str(k): list(v) for k, v in messages.items()}
     else:
         streams = {"": list(messages)}
+    stores = {name: _DictStore(core, stored[name]) for name, core in cores.items()}
     records: list[FeatureRow] = []
     dead: list[DeadLetter] = []
     skipped = 0
@@ -131,23 +150,11 @@ def replay(
             for core in targets:
                 src = core.resolver.source
                 msg = _to_raw(item, src.topic or src.name or source, offset)
-                d = core.decode(msg)
-                if d is SKIP:
+                out = step(core, msg, stores[core.name])
+                if out is SKIP:
                     skipped += 1
-                    continue
-                if isinstance(d, DeadLetter):
-                    dead.append(d)
-                    continue
-                assert isinstance(d, Decoded)
-                keyed = stored[core.name]
-                state = core.load_state(keyed.get(d.key)) if core.stateful else None
-                out = core.apply(d, state, msg)
-                if isinstance(out, DeadLetter):
+                elif isinstance(out, DeadLetter):
                     dead.append(out)
-                    continue
-                assert isinstance(out, Applied)
-                if out.encoded is not None:
-                    keyed[d.key] = out.encoded
-                if out.row is not None:
+                elif isinstance(out, Applied) and out.row is not None:
                     records.append(out.row)
     return ReplayResult(records, dead, skipped, stored, cores)

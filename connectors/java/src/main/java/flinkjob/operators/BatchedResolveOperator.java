@@ -1,0 +1,409 @@
+package flinkjob.operators;
+
+import org.apache.flink.api.common.state.ListState;
+import org.apache.flink.api.common.state.ListStateDescriptor;
+import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.java.tuple.Tuple;
+import org.apache.flink.api.java.tuple.Tuple2;
+import org.apache.flink.configuration.Configuration;
+import org.apache.flink.core.memory.DataInputDeserializer;
+import org.apache.flink.core.memory.DataOutputSerializer;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.streaming.api.operators.BoundedOneInput;
+import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
+import org.apache.flink.streaming.api.operators.python.embedded.AbstractEmbeddedPythonFunctionOperator;
+import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.OutputTag;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The keyed resolver operator of thread mode: buffers records, then calls Python once per batch.
+ *
+ * <p>Modelled on PyFlink's {@code EmbeddedPythonKeyedProcessOperator} (same embedded pemja
+ * interpreter, set up by {@link AbstractEmbeddedPythonFunctionOperator} from the job's Python
+ * configuration), but where that one calls Python once per record, this one buffers up to
+ * {@code batchSize} records or {@code batchTimeMs} milliseconds, reads the state of each distinct
+ * key of the batch on the JVM, and hands Python one byte buffer per batch. Python
+ * ({@code flink_job._batch.BatchStep}) runs the same per-message step as {@code replay} and
+ * returns one buffer: the new state of each changed key, feature rows and dead letters. The
+ * states are written here and the rows emitted (dead letters on the side output).
+ *
+ * <p>The batch is flushed before every checkpoint barrier ({@code prepareSnapshotPreBarrier},
+ * inherited), at end of input and when the operator finishes, so a checkpoint never holds
+ * records that were read but not applied: exactly-once and savepoints are as without batching.
+ *
+ * <p>State: the key's {@code ListState<byte[]>} named {@code python-state-state} holding one
+ * element framed {@code be32(len) payload}: exactly what the per-record operator stores in
+ * thread and process mode ({@code flink_job._runtime.StateCell}), so savepoints move freely
+ * between the three.
+ *
+ * <p>Input: {@code Row(stateKey: String, message: Tuple)} keyed by {@code Row(stateKey)}; the
+ * message tuple is {@code flink_job._runtime.MSG_TYPE} (key, value, partition, offset, headers,
+ * absent bits). Only bytes cross into Python: strings (the state key, header names) are encoded
+ * on the JVM with {@link #wtf8}, which keeps even a lone surrogate exact (Python decodes with
+ * {@code surrogatepass}), so nothing the JVM holds can fail or change in the crossing.
+ */
+public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperator<Tuple2<byte[], byte[]>>
+        implements OneInputStreamOperator<Row, Tuple2<byte[], byte[]>>, BoundedOneInput {
+
+    private static final long serialVersionUID = 1L;
+
+    /** The state name: process mode's Java side names a Python state "python-state-NAME". */
+    public static final String STATE_NAME = "python-state-state";
+
+    /** The Python object holding this operator's BatchStep in the interpreter. */
+    private static final String PY_OBJECT = "flink_job_batch_step";
+
+    // Fields of the message tuple (flink_job._runtime.MSG_TYPE).
+    private static final int MSG_KEY = 0;
+    private static final int MSG_VALUE = 1;
+    private static final int MSG_PARTITION = 2;
+    private static final int MSG_OFFSET = 3;
+    private static final int MSG_HEADERS = 4;
+    private static final int MSG_ABSENT = 5;
+    private static final int ABSENT_HEADERS = 4;
+
+    private static final byte[] EMPTY = new byte[0];
+
+    private final byte[] spec;
+    private final String deadLetterTagId;
+    private final TypeInformation<Row> deadLetterType;
+    private final int batchSize;
+    private final int batchTimeMs;
+
+    private transient ListState<byte[]> state;
+    private transient OutputTag<Row> deadLetters;
+    private transient List<Object> keyObjects;
+    private transient List<String> keyStrings;
+    private transient List<Tuple> messages;
+    private transient long[] timestamps;
+    private transient boolean[] hasTimestamp;
+    private transient DataOutputSerializer out;
+    private transient DataInputDeserializer in;
+    private transient Counter eventsIn;
+    private transient Counter featureRows;
+    private transient Counter deadLetterCount;
+    private transient Counter skipped;
+
+    /**
+     * @param config the job's Python configuration (PyFlink adds the rest before submission)
+     * @param spec JSON describing the resolver ({@code flink_job._runtime.ResolverRef})
+     * @param deadLetterTagId the side output's tag id ("dead-letters")
+     * @param deadLetterType {@code Row(k BYTES, v BYTES, headers MAP<STRING, BYTES>)}
+     * @param batchSize records per Python call, at most
+     * @param batchTimeMs how long a record waits in the buffer, at most
+     */
+    public BatchedResolveOperator(
+            Configuration config,
+            byte[] spec,
+            String deadLetterTagId,
+            TypeInformation<Row> deadLetterType,
+            int batchSize,
+            int batchTimeMs) {
+        super(config);
+        if (batchSize < 1 || batchTimeMs < 1) {
+            throw new IllegalArgumentException(
+                    "batch size and batch time must be >= 1, got " + batchSize + ", " + batchTimeMs);
+        }
+        this.spec = spec;
+        this.deadLetterTagId = deadLetterTagId;
+        this.deadLetterType = deadLetterType;
+        this.batchSize = batchSize;
+        this.batchTimeMs = batchTimeMs;
+    }
+
+    @Override
+    public void open() throws Exception {
+        deadLetters = new OutputTag<>(deadLetterTagId, deadLetterType);
+        keyObjects = new ArrayList<>();
+        keyStrings = new ArrayList<>();
+        messages = new ArrayList<>(batchSize);
+        timestamps = new long[batchSize];
+        hasTimestamp = new boolean[batchSize];
+        out = new DataOutputSerializer(64 * 1024);
+        in = new DataInputDeserializer();
+        // Opens the embedded interpreter, then calls openPythonInterpreter().
+        super.open();
+        state =
+                getRuntimeContext()
+                        .getListState(
+                                new ListStateDescriptor<>(
+                                        STATE_NAME,
+                                        PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
+        eventsIn = getRuntimeContext().getMetricGroup().counter("eventsIn");
+        featureRows = getRuntimeContext().getMetricGroup().counter("featureRows");
+        deadLetterCount = getRuntimeContext().getMetricGroup().counter("deadLetters");
+        skipped = getRuntimeContext().getMetricGroup().counter("skipped");
+        // Runs in the task thread (mailbox), like processElement: no locking needed.
+        getProcessingTimeService()
+                .scheduleWithFixedDelay(t -> flush(), batchTimeMs, batchTimeMs);
+    }
+
+    @Override
+    public void openPythonInterpreter() {
+        interpreter.set("flink_job_spec", spec);
+        interpreter.exec("from flink_job._batch import BatchStep as _flink_job_BatchStep");
+        interpreter.exec(PY_OBJECT + " = _flink_job_BatchStep.from_spec(flink_job_spec)");
+    }
+
+    @Override
+    public void processElement(StreamRecord<Row> element) throws Exception {
+        Row row = element.getValue();
+        int i = messages.size();
+        keyObjects.add(getCurrentKey());
+        keyStrings.add((String) row.getField(0));
+        messages.add((Tuple) row.getField(1));
+        timestamps[i] = element.getTimestamp();
+        hasTimestamp[i] = element.hasTimestamp();
+        elementCount = messages.size();
+        if (elementCount >= batchSize) {
+            flush();
+        }
+    }
+
+    @Override
+    public void endInput() throws Exception {
+        flush();
+    }
+
+    @Override
+    protected void invokeFinishBundle() throws Exception {
+        flush();
+    }
+
+    /** Hands the buffered records to Python, writes the new states, emits rows and dead letters. */
+    private void flush() throws Exception {
+        int n = messages.size();
+        if (n == 0) {
+            return;
+        }
+        Object restoreKey = getCurrentKey();
+        // Distinct keys in order of first appearance; each key's state is read once.
+        Map<String, Integer> index = new HashMap<>();
+        List<Object> distinct = new ArrayList<>();
+        int[] keyIndex = new int[n];
+        for (int i = 0; i < n; i++) {
+            String k = keyStrings.get(i);
+            Integer at = index.get(k);
+            if (at == null) {
+                at = distinct.size();
+                index.put(k, at);
+                distinct.add(keyObjects.get(i));
+            }
+            keyIndex[i] = at;
+        }
+        out.clear();
+        out.writeInt(distinct.size());
+        out.writeInt(n);
+        String[] names = new String[distinct.size()];
+        for (Map.Entry<String, Integer> e : index.entrySet()) {
+            names[e.getValue()] = e.getKey();
+        }
+        for (int k = 0; k < distinct.size(); k++) {
+            setCurrentKey(distinct.get(k));
+            writeBytes(wtf8(names[k]));
+            writeNullableBytes(readState());
+        }
+        for (int i = 0; i < n; i++) {
+            Tuple m = messages.get(i);
+            int absent = (Integer) m.getField(MSG_ABSENT);
+            out.writeInt(keyIndex[i]);
+            out.writeInt(absent);
+            out.writeInt((Integer) m.getField(MSG_PARTITION));
+            out.writeLong((Long) m.getField(MSG_OFFSET));
+            writeBytes((byte[]) m.getField(MSG_KEY));
+            writeBytes((byte[]) m.getField(MSG_VALUE));
+            @SuppressWarnings("unchecked")
+            Map<String, byte[]> headers = (Map<String, byte[]>) m.getField(MSG_HEADERS);
+            if ((absent & ABSENT_HEADERS) != 0 || headers == null) {
+                out.writeInt(0);
+            } else {
+                out.writeInt(headers.size());
+                for (Map.Entry<String, byte[]> h : headers.entrySet()) {
+                    writeBytes(wtf8(h.getKey()));
+                    writeNullableBytes(h.getValue());
+                }
+            }
+        }
+        byte[] request = out.getCopyOfBuffer();
+        Object answer = interpreter.invokeMethod(PY_OBJECT, "process", (Object) request);
+        if (!(answer instanceof byte[])) {
+            throw new IllegalStateException(
+                    "flink_job._batch.BatchStep.process returned "
+                            + (answer == null ? "null" : answer.getClass().getName())
+                            + ", expected bytes");
+        }
+        in.setBuffer((byte[]) answer);
+        int nStates = in.readInt();
+        int nRows = in.readInt();
+        int nDead = in.readInt();
+        int nSkipped = in.readInt();
+        for (int s = 0; s < nStates; s++) {
+            int k = in.readInt();
+            byte[] payload = readBytes();
+            setCurrentKey(distinct.get(k));
+            writeState(payload);
+        }
+        if (restoreKey != null) {
+            setCurrentKey(restoreKey);
+        }
+        for (int r = 0; r < nRows; r++) {
+            int i = in.readInt();
+            byte[] key = readNullableBytes();
+            byte[] value = readBytes();
+            emit(i, Tuple2.of(key == null ? EMPTY : key, value), null);
+        }
+        for (int d = 0; d < nDead; d++) {
+            int i = in.readInt();
+            byte[] key = readNullableBytes();
+            byte[] value = readNullableBytes();
+            int nh = in.readInt();
+            Map<String, byte[]> headers = new LinkedHashMap<>();
+            for (int h = 0; h < nh; h++) {
+                String name = new String(readBytes(), StandardCharsets.UTF_8);
+                headers.put(name, readNullableBytes());
+            }
+            emit(i, null, Row.of(key, value, headers));
+        }
+        eventsIn.inc(n);
+        featureRows.inc(nRows);
+        deadLetterCount.inc(nDead);
+        skipped.inc(nSkipped);
+        keyObjects.clear();
+        keyStrings.clear();
+        messages.clear();
+        elementCount = 0;
+        lastFinishBundleTime = getProcessingTimeService().getCurrentProcessingTime();
+        if (bundleFinishedCallback != null) {
+            Runnable callback = bundleFinishedCallback;
+            bundleFinishedCallback = null;
+            callback.run();
+        }
+    }
+
+    private void emit(int i, Tuple2<byte[], byte[]> row, Row deadLetter) {
+        StreamRecord<?> record =
+                hasTimestamp[i]
+                        ? new StreamRecord<>(row != null ? row : deadLetter, timestamps[i])
+                        : new StreamRecord<>(row != null ? row : deadLetter);
+        if (row != null) {
+            @SuppressWarnings("unchecked")
+            StreamRecord<Tuple2<byte[], byte[]>> r = (StreamRecord<Tuple2<byte[], byte[]>>) record;
+            output.collect(r);
+        } else {
+            @SuppressWarnings("unchecked")
+            StreamRecord<Row> r = (StreamRecord<Row>) record;
+            output.collect(deadLetters, r);
+        }
+    }
+
+    /** The current key's stored payload (without its frame), or null. */
+    private byte[] readState() throws Exception {
+        Iterable<byte[]> elements = state.get();
+        if (elements == null) {
+            return null;
+        }
+        Iterator<byte[]> it = elements.iterator();
+        if (!it.hasNext()) {
+            return null;
+        }
+        byte[] framed = it.next();
+        if (framed.length < 4 || readBe32(framed) != framed.length - 4) {
+            throw new IllegalStateException(
+                    "state element has an unexpected frame; not written by flink-job");
+        }
+        byte[] payload = new byte[framed.length - 4];
+        System.arraycopy(framed, 4, payload, 0, payload.length);
+        return payload;
+    }
+
+    private void writeState(byte[] payload) throws Exception {
+        byte[] framed = new byte[payload.length + 4];
+        int len = payload.length;
+        framed[0] = (byte) (len >>> 24);
+        framed[1] = (byte) (len >>> 16);
+        framed[2] = (byte) (len >>> 8);
+        framed[3] = (byte) len;
+        System.arraycopy(payload, 0, framed, 4, len);
+        state.update(Collections.singletonList(framed));
+    }
+
+    private static int readBe32(byte[] b) {
+        return ((b[0] & 0xff) << 24) | ((b[1] & 0xff) << 16) | ((b[2] & 0xff) << 8) | (b[3] & 0xff);
+    }
+
+    private void writeBytes(byte[] b) throws IOException {
+        out.writeInt(b.length);
+        out.write(b);
+    }
+
+    private void writeNullableBytes(byte[] b) throws IOException {
+        if (b == null) {
+            out.writeInt(-1);
+        } else {
+            writeBytes(b);
+        }
+    }
+
+    private byte[] readBytes() throws IOException {
+        byte[] b = new byte[in.readInt()];
+        in.readFully(b);
+        return b;
+    }
+
+    private byte[] readNullableBytes() throws IOException {
+        int len = in.readInt();
+        if (len < 0) {
+            return null;
+        }
+        byte[] b = new byte[len];
+        in.readFully(b);
+        return b;
+    }
+
+    /**
+     * UTF-8, except that a lone surrogate is encoded as its own 3-byte sequence (WTF-8) instead
+     * of being replaced: Python's {@code bytes.decode("utf-8", "surrogatepass")} gives back the
+     * very same string, so no Java String can change or fail on its way into Python.
+     */
+    static byte[] wtf8(String s) {
+        int n = s.length();
+        byte[] b = new byte[n * 3];
+        int j = 0;
+        for (int i = 0; i < n; i++) {
+            char c = s.charAt(i);
+            if (c < 0x80) {
+                b[j++] = (byte) c;
+            } else if (c < 0x800) {
+                b[j++] = (byte) (0xc0 | (c >> 6));
+                b[j++] = (byte) (0x80 | (c & 0x3f));
+            } else if (Character.isHighSurrogate(c)
+                    && i + 1 < n
+                    && Character.isLowSurrogate(s.charAt(i + 1))) {
+                int cp = Character.toCodePoint(c, s.charAt(++i));
+                b[j++] = (byte) (0xf0 | (cp >> 18));
+                b[j++] = (byte) (0x80 | ((cp >> 12) & 0x3f));
+                b[j++] = (byte) (0x80 | ((cp >> 6) & 0x3f));
+                b[j++] = (byte) (0x80 | (cp & 0x3f));
+            } else {
+                b[j++] = (byte) (0xe0 | (c >> 12));
+                b[j++] = (byte) (0x80 | ((c >> 6) & 0x3f));
+                b[j++] = (byte) (0x80 | (c & 0x3f));
+            }
+        }
+        byte[] exact = new byte[j];
+        System.arraycopy(b, 0, exact, 0, j);
+        return exact;
+    }
+}

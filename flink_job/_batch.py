@@ -1,0 +1,190 @@
+"""The Python side of the batched keyed operator (``connectors/java``, thread mode).
+
+The JVM operator ``flinkjob.operators.BatchedResolveOperator`` buffers records, reads the state
+of each distinct key of the batch, and calls :meth:`BatchStep.process` once per batch with one
+byte buffer. Every message then goes through :func:`flink_job._core.step` - the very step
+``replay`` runs - with a :class:`_BatchStore` as its state store; the answer is one byte buffer
+with the new state of each changed key, the feature rows and the dead letters, in order.
+
+Per batch, not per event: each key's stored state is decoded at most once (not at all when
+the object cached from an earlier batch still has exactly the bytes the JVM read) and written
+once, with its last good encoding. The state is still encoded after every message: that
+encoding is what a failing message falls back to (its key's state stays as before it), and a
+state that cannot be encoded must be a dead letter of the very message that made it so.
+
+Wire format (all integers big-endian; ``bytes`` = int32 length + data, length -1 = None):
+
+- request: ``n_keys, n_records``; per key: ``key`` (WTF-8: UTF-8 that keeps lone surrogates),
+  ``stored state``; per record: ``key index, absent bits, partition, offset (int64), record
+  key, record value, n_headers`` and per header ``name (WTF-8), value``.
+- answer: ``n_states, n_rows, n_dead, n_skipped``; per state: ``key index, payload``; per row:
+  ``record index, key, value``; per dead letter: ``record index, key, value, n_headers`` and
+  per header ``name (UTF-8), value``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from flink_job._core import Applied, DeadLetter, RawMessage, ResolverCore, Skip, step
+
+__all__ = ["BatchStep"]
+
+_I32 = struct.Struct(">i")
+_HEAD = struct.Struct(">ii")
+_RECORD = struct.Struct(">iiiq")
+_ANSWER = struct.Struct(">iiii")
+_ABSENT_KEY, _ABSENT_VALUE, _ABSENT_HEADERS = 1, 2, 4  # flink_job._runtime.ABSENT_*
+
+
+class _BatchStore:
+    """State objects of one batch's keys, over the bytes the JVM read.
+
+    ``good[key]`` is the key's last successfully stored encoding (first: what the JVM read);
+    ``objects[key]`` the state object that encoding describes, decoded on first use. A failed
+    message drops the object, so the next message of that key decodes ``good[key]`` again:
+    exactly the state before the failed message.
+    """
+
+    def __init__(self, core: ResolverCore, cache: dict[str, tuple[Any, bytes | None]]) -> None:
+        self._core = core
+        self._cache = cache
+        self.good: dict[str, bytes | None] = {}
+        self.objects: dict[str, Any] = {}
+
+    def start(self, key: str, stored: bytes | None) -> None:
+        self.good[key] = stored
+        cached = self._cache.pop(key, None)
+        # The cached object is valid only if it has exactly the bytes the JVM just read.
+        if cached is not None and cached[1] == stored:
+            self.objects[key] = cached[0]
+
+    def load(self, key: str) -> Any:
+        state = self.objects.get(key)
+        if state is None:
+            state = self._core.load_state(self.good[key])
+            self.objects[key] = state
+        return state
+
+    def save(self, key: str, state: Any, encoded: bytes) -> None:
+        self.objects[key] = state
+        self.good[key] = encoded
+
+    def discard(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+
+class BatchStep:
+    """One resolver's batches (one instance per operator instance)."""
+
+    CACHE_SIZE = 10_000  # decoded state objects kept between batches (checked by bytes)
+
+    def __init__(self, core: ResolverCore, topic: str) -> None:
+        self.core = core
+        self.topic = topic
+        self._cache: dict[str, tuple[Any, bytes | None]] = {}
+
+    @classmethod
+    def from_spec(cls, spec: bytes) -> BatchStep:
+        """From the JSON the job put into the operator (a ResolverRef's fields)."""
+        from flink_job._runtime import ResolverRef
+
+        ref = ResolverRef(**json.loads(spec))
+        return cls(ref.core(), ref.topic)
+
+    def process(self, buf: bytes) -> bytes:
+        """Run one batch (see the module docstring for the formats)."""
+        core = self.core
+        topic = self.topic
+        n_keys, n_records = _HEAD.unpack_from(buf, 0)
+        pos = _HEAD.size
+        view = memoryview(buf)
+        store = _BatchStore(core, self._cache)
+        keys: list[str] = []
+        initial: list[bytes | None] = []
+        for _ in range(n_keys):
+            key, pos = _str(buf, pos)
+            stored, pos = _bytes(view, pos)
+            keys.append(key)
+            initial.append(stored)
+            store.start(key, stored)
+        rows: list[bytes] = []
+        dead: list[bytes] = []
+        skipped = 0
+        i32 = _I32.pack
+        for i in range(n_records):
+            k, absent, partition, offset = _RECORD.unpack_from(buf, pos)
+            pos += _RECORD.size
+            rkey, pos = _bytes(view, pos)
+            value, pos = _bytes(view, pos)
+            (n_headers,) = _I32.unpack_from(buf, pos)
+            pos += 4
+            headers: list[tuple[str, bytes]] = []
+            for _ in range(n_headers):
+                name, pos = _str(buf, pos)
+                hv, pos = _bytes(view, pos)
+                headers.append((name, hv if hv is not None else b""))
+            msg = RawMessage(
+                value=None if absent & _ABSENT_VALUE else value,
+                key=None if absent & _ABSENT_KEY else rkey,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                timestamp=None,
+                headers=() if absent & _ABSENT_HEADERS else tuple(headers),
+            )
+            out = step(core, msg, store, routed_key=keys[k])
+            if isinstance(out, Applied):
+                row = out.row
+                if row is not None:
+                    rows.append(i32(i) + _frame(row.key) + _frame(row.value))
+            elif isinstance(out, DeadLetter):
+                dead.append(i32(i) + _dead_letter(out))
+            else:
+                assert isinstance(out, Skip)
+                skipped += 1
+        states: list[bytes] = []
+        cache = self._cache
+        for k, key in enumerate(keys):
+            good = store.good[key]
+            if good is not None and good != initial[k]:
+                states.append(i32(k) + _frame(good))
+            obj = store.objects.get(key)
+            if obj is not None:
+                if len(cache) >= self.CACHE_SIZE:
+                    del cache[next(iter(cache))]  # the least recently used key
+                cache[key] = (obj, good)
+        return b"".join(
+            [_ANSWER.pack(len(states), len(rows), len(dead), skipped), *states, *rows, *dead]
+        )
+
+
+def _bytes(view: memoryview, pos: int) -> tuple[bytes | None, int]:
+    (n,) = _I32.unpack_from(view, pos)
+    pos += 4
+    if n < 0:
+        return None, pos
+    return view[pos : pos + n].tobytes(), pos + n
+
+
+def _str(buf: bytes, pos: int) -> tuple[str, int]:
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    return buf[pos : pos + n].decode("utf-8", "surrogatepass"), pos + n
+
+
+def _frame(b: bytes | None) -> bytes:
+    if b is None:
+        return b"\xff\xff\xff\xff"
+    return _I32.pack(len(b)) + b
+
+
+def _dead_letter(d: DeadLetter) -> bytes:
+    headers = d.headers()
+    parts = [_frame(d.message.key), _frame(d.message.value), _I32.pack(len(headers))]
+    for name, value in headers:
+        parts.append(_frame(name.encode("utf-8", "surrogatepass")))
+        parts.append(_frame(value))
+    return b"".join(parts)
