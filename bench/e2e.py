@@ -1,11 +1,13 @@
 """End to end through the real broker: preloaded topic -> job (exactly-once) -> sink topic.
 
     python -m bench.e2e N KEYS [--backend hashmap|rocksdb] [--probes P]
-                               [--delivery exactly-once|at-least-once]
+                               [--delivery exactly-once|at-least-once] [--batch-size B]
 
 Prints one JSON line: sustained events/s (first to last row visible under read_committed),
 event-to-row latency p50/p99 from probe events sent one by one after the backlog drained,
-and the last checkpoint's duration and size.
+the last checkpoint's duration and size, and whether the output was right (the last row of
+every key carries that key's true unique-IP count). ``--batch-size 0`` runs thread mode with
+one Python call per record (as before the batched operator).
 """
 
 from __future__ import annotations
@@ -35,12 +37,20 @@ def main() -> None:
     delivery = (
         sys.argv[sys.argv.index("--delivery") + 1] if "--delivery" in sys.argv else "exactly-once"
     )
+    batch_size = (
+        int(sys.argv[sys.argv.index("--batch-size") + 1]) if "--batch-size" in sys.argv else None
+    )
     bootstrap = kafka.start()
     run = uuid.uuid4().hex[:6]
     src, sink = f"bench-in-{run}", f"bench-out-{run}"
     ensure_topics({"bootstrap.servers": bootstrap}, [src, sink])
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    for i, v in enumerate(events(n, keys)):
+    values = events(n, keys)
+    truth: dict[str, set[str]] = {}
+    for v in values:
+        e = json.loads(v)
+        truth.setdefault(e["user_id"], set()).add(e["ip_address"])
+    for i, v in enumerate(values):
         producer.produce(src, v)
         if i % 10000 == 0:
             producer.poll(0)
@@ -55,6 +65,7 @@ def main() -> None:
     options = JobOptions.from_conf(
         job_name=f"bench-{run}", sink_topic=sink, starting_offsets="earliest",
         checkpoint_interval_ms=1000, state_backend=backend, delivery=delivery,
+        batch_size=batch_size,
     )  # fmt: skip
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"bench-{run}",
@@ -63,10 +74,14 @@ def main() -> None:
     consumer.assign([TopicPartition(sink, 0, 0)])
     job = start_local(str(ROOT / "bench" / "workload.py"), options)
     seen, first, last = 0, None, None
+    last_count: dict[str, int] = {}
     deadline = time.monotonic() + 1800
     while seen < n and time.monotonic() < deadline:
         batch = consumer.consume(1000, 1.0)
         good = [m for m in batch if not m.error()]
+        for m in good:
+            row = json.loads(m.value())
+            last_count[row["user.id"]] = row["user.unique_ip_count"]
         if good:
             now = time.monotonic()
             first = first or now
@@ -101,6 +116,8 @@ def main() -> None:
     latencies.sort()
     print(json.dumps({
         "n": n, "keys": keys, "backend": backend, "delivery": delivery, "rows": seen,
+        "batch_size": options.batch_size,
+        "verified": last_count == {u: len(ips) for u, ips in truth.items()},
         "sustained_events_per_s": sustained,
         "latency_p50_s": statistics.median(latencies) if latencies else None,
         "latency_p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]

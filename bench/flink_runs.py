@@ -171,7 +171,7 @@ def build_generated(count: int, keys: int):  # type: ignore[no-untyped-def]
     from pyflink.table import StreamTableEnvironment
 
     from bench.workload import track_unique_ips
-    from flink_job.job import resolver_ref, resolver_stream
+    from flink_job.job import batching, resolver_ref, resolver_stream
 
     assert keys % 7919, "keys must not be a multiple of 7919"
     env = _env("thread")

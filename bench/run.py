@@ -35,11 +35,17 @@ def _flink(variant: str, n: int, keys: int, attempts: int = 2) -> float:
 
 
 def _e2e(
-    n: int, keys: int, backend: str, probes: int, delivery: str = "exactly-once"
+    n: int,
+    keys: int,
+    backend: str,
+    probes: int,
+    delivery: str = "exactly-once",
+    batch_size: int | None = None,
 ) -> dict[str, object]:
+    batch = [] if batch_size is None else ["--batch-size", str(batch_size)]
     out = subprocess.run(
         [sys.executable, "-m", "bench.e2e", str(n), str(keys), "--backend", backend,
-         "--probes", str(probes), "--delivery", delivery],
+         "--probes", str(probes), "--delivery", delivery, *batch],
         cwd=ROOT, capture_output=True, text=True, timeout=3600, check=True,
     )  # fmt: skip
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -56,6 +62,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--operator-only", action="store_true", help="skip growth and Kafka")
+    parser.add_argument(
+        "--batching",
+        action="store_true",
+        help="only the batched-vs-per-record comparison: operator and end to end, interleaved",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -68,6 +79,7 @@ def main() -> int:
 
     variants: dict[str, Callable[[], float]] = {
         "project (thread)": lambda: _flink("project", n, keys),
+        "project (per-record thread)": lambda: _flink("project-per-record", n, keys),
         "baseline thread mode": lambda: _flink("baseline-thread", n, keys),
         "baseline process mode": lambda: _flink("baseline-process", n_process, keys),
         "pure-Python ceiling": lambda: pure_python_ceiling(events(n * 3, keys)),
@@ -91,6 +103,7 @@ def main() -> int:
         "project / baseline thread": med["project (thread)"] / med["baseline thread mode"],
         "project / baseline process": med["project (thread)"] / med["baseline process mode"],
         "project / pure-Python ceiling": med["project (thread)"] / med["pure-Python ceiling"],
+        "batched / per-record": med["project (thread)"] / med["project (per-record thread)"],
     }
     if "baseline thread, value only" in med:
         ratios["project / baseline thread, value only"] = (
@@ -102,6 +115,10 @@ def main() -> int:
     results.update(operator=summary, ratios=ratios)
     if args.operator_only:
         results.update(growth={}, end_to_end=None, checkpoint_at_keys={})
+        return _finish(results, args, started, summary)
+    if args.batching:
+        results.update(growth={}, end_to_end=None, checkpoint_at_keys={})
+        results["batching_end_to_end"] = _batching_e2e(runs, 3000 if args.quick else 100_000)
         return _finish(results, args, started, summary)
 
     growth = {}
@@ -140,6 +157,39 @@ def main() -> int:
                 "sustained_events_per_s"
             ]
     return _finish(results, args, started, summary)
+
+
+def _batching_e2e(rounds: int, n: int) -> dict[str, object]:
+    """Batched vs per-record thread mode end to end through Kafka (1k keys), at-least-once
+    (rate and latency) and exactly-once (rate), in interleaved rounds. A run whose output is
+    wrong (the last row of some key is not its true count) does not count."""
+    cases = {
+        "batched, at-least-once": ("at-least-once", None, 50),
+        "per-record, at-least-once": ("at-least-once", 0, 50),
+        "batched, exactly-once": ("exactly-once", None, 5),
+        "per-record, exactly-once": ("exactly-once", 0, 5),
+    }
+    runs: dict[str, list[dict[str, object]]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, (delivery, batch, probes) in cases.items():
+            r = _e2e(n, 1000, "hashmap", probes, delivery, batch_size=batch)
+            if not r["verified"]:
+                print(f"{name}: output NOT verified, run discarded: {r}", file=sys.stderr)
+                continue
+            runs[name].append(r)
+    out: dict[str, object] = {}
+    for name, rs in runs.items():
+        if not rs:
+            continue
+        rates = [float(r["sustained_events_per_s"]) for r in rs]  # type: ignore[arg-type]
+        entry: dict[str, object] = {"events_per_s": _summary(rates), "runs": rs}
+        p50 = [r["latency_p50_s"] for r in rs if r["latency_p50_s"] is not None]
+        p99 = [r["latency_p99_s"] for r in rs if r["latency_p99_s"] is not None]
+        if p50:
+            entry["latency_p50_s"] = statistics.median(p50)  # type: ignore[type-var]
+            entry["latency_p99_s"] = statistics.median(p99)  # type: ignore[type-var]
+        out[name] = entry
+    return out
 
 
 def _targets(r: dict) -> dict[str, dict[str, object]]:  # type: ignore[type-arg]
@@ -192,6 +242,18 @@ def _print(r: dict) -> None:  # type: ignore[type-arg]
               f"{sb['envelope']:.0f} (pickled set: {sb['pickled_set']:.0f})")  # fmt: skip
         for backend, rate in g.get("end_to_end_events_per_s", {}).items():
             print(f"  {'':>9}   through Kafka ({backend}): {rate:,.0f} events/s")
+    b = r.get("batching_end_to_end")
+    if b:
+        print("\nend to end, batched vs per-record thread mode (1k keys, verified outputs):")
+        for name, entry in b.items():
+            s = entry["events_per_s"]
+            lat = ""
+            if "latency_p50_s" in entry:
+                p50, p99 = entry["latency_p50_s"], entry["latency_p99_s"]
+                lat = f"; latency p50 {p50:.3f} s, p99 {p99:.3f} s"
+            print(
+                f"  {name:28} {s['median']:>9,.0f} events/s ({s['min']:,.0f}-{s['max']:,.0f}){lat}"
+            )
     e = r["end_to_end"]
     if e is None:
         return
