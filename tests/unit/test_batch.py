@@ -107,7 +107,9 @@ def run_batched(resolver, messages, size, stored=None, route=None, batch=None):
         routed = [route(m) for m in chunk]
         keys = list(dict.fromkeys(routed))
         request = _request(
-            keys, [stored.get(k) for k in keys], [(keys.index(r), m) for r, m in zip(routed, chunk)]
+            keys,
+            [stored.get(k) for k in keys],
+            [(keys.index(r), m) for r, m in zip(routed, chunk, strict=True)],
         )
         r = _Reader(batch.process(request))
         n_states, n_rows, n_dead, _skipped = r.int(), r.int(), r.int(), r.int()
