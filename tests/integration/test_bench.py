@@ -20,11 +20,13 @@ def test_bench_quick_mode_produces_table_json_and_chart(kafka, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["ratios"]) == {
         "project / baseline thread", "project / baseline process",
-        "project / pure-Python ceiling",
+        "project / pure-Python ceiling", "batched / per-record",
+        "CPU: pure-Python ceiling / project", "CPU: per-record / batched",
     }  # fmt: skip
+    assert all(v["median"] > 0 for v in results["cpu_us_per_event"].values())
     assert all(v["median"] > 0 for v in results["operator"].values())
     targets = results["targets"]
-    assert len(targets) == 3 and all(isinstance(t["met"], bool) for t in targets.values())
+    assert len(targets) == 4 and all(isinstance(t["met"], bool) for t in targets.values())
     assert "targets:" in out.stdout
     assert results["end_to_end"]["rows"] == results["end_to_end"]["n"]
     assert (tmp_path / "throughput.png").stat().st_size > 1000
