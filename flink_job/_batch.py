@@ -81,18 +81,21 @@ class BatchStep:
 
     CACHE_SIZE = 10_000  # decoded state objects kept between batches (checked by bytes)
 
-    def __init__(self, core: ResolverCore, topic: str) -> None:
+    def __init__(self, core: ResolverCore, topic: str, handoff: Any = None) -> None:
         self.core = core
         self.topic = topic
+        # Keyed by a Python key selector (flink_job._runtime.KeyOf): the events it decoded,
+        # taken instead of decoding again (a miss decodes again; the key is re-checked anyway).
+        self._handoff = handoff
         self._cache: dict[str, tuple[Any, bytes | None]] = {}
 
     @classmethod
     def from_spec(cls, spec: bytes) -> BatchStep:
         """From the JSON the job put into the operator (a ResolverRef's fields)."""
-        from flink_job._runtime import ResolverRef
+        from flink_job._runtime import HANDOFF, ResolverRef
 
         ref = ResolverRef(**json.loads(spec))
-        return cls(ref.core(), ref.topic)
+        return cls(ref.core(), ref.topic, None if ref.keyed_in_java else HANDOFF)
 
     def process(self, buf: bytes) -> bytes:
         """Run one batch (see the module docstring for the formats)."""
@@ -114,6 +117,7 @@ class BatchStep:
         dead: list[bytes] = []
         skipped = 0
         i32 = _I32.pack
+        handoff, name = self._handoff, core.name
         for i in range(n_records):
             k, absent, partition, offset = _RECORD.unpack_from(buf, pos)
             pos += _RECORD.size
@@ -135,7 +139,8 @@ class BatchStep:
                 timestamp=None,
                 headers=() if absent & _ABSENT_HEADERS else tuple(headers),
             )
-            out = step(core, msg, store, routed_key=keys[k])
+            handed = handoff.take((name, partition, offset)) if handoff is not None else None
+            out = step(core, msg, store, routed_key=keys[k], decoded=handed and handed[0])
             if isinstance(out, Applied):
                 row = out.row
                 if row is not None:

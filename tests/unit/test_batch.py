@@ -217,3 +217,27 @@ def test_state_cached_between_batches_is_used_only_while_the_stored_bytes_match(
     rows, _, stored = run_batched(picky, [_msg(2, "u1", "3")], 10, stored=batch_stored, batch=batch)
     assert json.loads(rows[0][1])["user.unique_ip_count"] == 2  # {"9", "3"}
     assert core.load_state(stored["u1"]) == LoginState({"9", "3"})
+
+
+class _Handoff:
+    def __init__(self, items):
+        self.items = items
+
+    def take(self, key):
+        return self.items.pop(key, None)
+
+
+def test_events_handed_off_by_the_python_key_selector_are_used_and_their_key_rechecked():
+    core = ResolverCore(picky)
+    m0, m1 = _msg(0, "u1", "1"), _msg(1, "u2", "2")
+    handed = core.decode(_msg(0, "u1", "from-selector"))
+    wrong = core.decode(_msg(1, "u3", "3"))  # a stale or foreign hand-off entry
+    handoff = _Handoff({("picky", 0, 0): (handed, m0), ("picky", 0, 1): (wrong, m1)})
+    batch = BatchStep(core, "logins", handoff)
+    route = {0: "u1", 1: "u2"}
+    rows, dead, stored = run_batched(
+        picky, [m0, m1], 10, route=lambda m: route[m.offset], batch=batch
+    )
+    assert core.load_state(stored["u1"]) == LoginState({"from-selector"})
+    assert [h["dlq.error.class"] for *_, h in dead] == [b"KeyMismatch"]
+    assert set(stored) == {"u1"} and not handoff.items
