@@ -67,3 +67,41 @@ def test_savepoints_move_between_per_record_batched_and_process(cluster, kafka, 
             raise
         assert _counts(rows) == {f"u{u}": list(range(1, done + 1)) for u in range(users)}, name
         savepoint = ch.stop(job, tmp_path / "sp", conf)
+
+
+def test_two_batched_operators_in_one_job_keep_their_own_resolvers(kafka, run_job):
+    """Two resolvers (keyed on the JVM / by a Python selector) share one TaskManager's
+    interpreter: each batched operator must run its own resolver on its own records."""
+    clicks, purchases = unique("clicks"), unique("purchases")
+    sink, dlq, pdlq = unique("features"), unique("dlq"), unique("pdlq")
+    for t in (clicks, purchases):
+        create_topic(kafka, t, partitions=2)
+    users = [f"u{i}" for i in range(30)]
+    click = [{"user_id": u, "url": "/"} for _ in range(20) for u in users]
+    # Padded ids: total_spend's validator strips them (so its key is computed in Python).
+    purchase = [{"user_id": f" {u} ", "amount": 1.5} for _ in range(10) for u in users]
+    produce(kafka, clicks, [(e["user_id"].encode(), json.dumps(e).encode()) for e in click])
+    produce(kafka, purchases, [(b"p", json.dumps(e).encode()) for e in purchase])
+    produce(kafka, purchases, [(b"bad", b'{"user_id": "u1"}')])
+    conf = (
+        f'[sources.clicks]\ntopic = "{clicks}"\ndead_letter_queue_topic = "{dlq}"\n'
+        f'[sources.purchases]\ntopic = "{purchases}"\ndead_letter_queue_topic = "{pdlq}"\n'
+    )
+    flags = ["--sink-topic", sink, "--starting-offsets", "earliest"]
+    job = run_job(str(APPS / "two_resolvers.py"), *flags, "--batch-size", "64", conf=conf)
+    rows = read_all(kafka, sink, expect=900, timeout=180)
+    assert len(rows) == 900, job.output()[-3000:]
+    last: dict[tuple[bytes, str], float] = {}
+    for r in rows:
+        v = json.loads(r.value)
+        field = "user.clicks" if r.headers["resolver"] == b"count_clicks" else "user.spend"
+        last[(r.headers["resolver"], v["user.id"])] = v[field]
+    assert last == {
+        **{(b"count_clicks", u): 20 for u in users},
+        **{(b"total_spend", u): 15.0 for u in users},
+    }
+    (dead,) = read_all(kafka, pdlq, expect=1, timeout=60)
+    assert dead.headers["dlq.error.class"] == b"SchemaViolation"
+    assert dead.headers["dlq.resolver"] == b"total_spend"
+    assert dead.headers["dlq.source.topic"] == purchases.encode()
+    assert dead.key == b"bad"

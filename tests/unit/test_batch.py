@@ -235,9 +235,7 @@ def test_events_handed_off_by_the_python_key_selector_are_used_and_their_key_rec
     handoff = _Handoff({("picky", 0, 0): (handed, m0), ("picky", 0, 1): (wrong, m1)})
     batch = BatchStep(core, "logins", handoff)
     route = {0: "u1", 1: "u2"}
-    rows, dead, stored = run_batched(
-        picky, [m0, m1], 10, route=lambda m: route[m.offset], batch=batch
-    )
+    _, dead, stored = run_batched(picky, [m0, m1], 10, route=lambda m: route[m.offset], batch=batch)
     assert core.load_state(stored["u1"]) == LoginState({"from-selector"})
     assert [h["dlq.error.class"] for *_, h in dead] == [b"KeyMismatch"]
     assert set(stored) == {"u1"} and not handoff.items
