@@ -15,11 +15,12 @@ state that cannot be encoded must be a dead letter of the very message that made
 Wire format (all integers big-endian; ``bytes`` = int32 length + data, length -1 = None):
 
 - request: ``n_keys, n_records``; per key: ``key`` (WTF-8: UTF-8 that keeps lone surrogates),
-  ``stored state``; per record: ``key index, absent bits, partition, offset (int64), record
-  key, record value, n_headers`` and per header ``name (WTF-8), value``.
+  ``stored state``; per record: ``key index, absent bits, partition, offset (int64),
+  timestamp (int64, -1 none), record key, record value, n_headers`` and per header
+  ``name (WTF-8), value``.
 - answer: ``n_states, n_rows, n_dead, n_skipped``; per state: ``key index, payload``; per row:
-  ``record index, key, value``; per dead letter: ``record index, key, value, n_headers`` and
-  per header ``name (UTF-8), value``.
+  ``record index, key, value, timestamp (int64, -1 none)``; per dead letter: ``record index,
+  key, value, n_headers`` and per header ``name (UTF-8), value``.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ import json
 import struct
 from typing import Any
 
-from flink_job._core import Applied, DeadLetter, RawMessage, ResolverCore, Skip, step
+from flink_job._core import Applied, DeadLetter, RawMessage, ResolverCore, step
 
 __all__ = ["BatchStep"]
 
 _I32 = struct.Struct(">i")
 _HEAD = struct.Struct(">ii")
-_RECORD = struct.Struct(">iiiq")
+_RECORD = struct.Struct(">iiiqq")
+_NO_TIMESTAMP = -1  # flink_job._runtime.NO_TIMESTAMP: the record had none
 _ANSWER = struct.Struct(">iiii")
 _ABSENT_KEY, _ABSENT_VALUE, _ABSENT_HEADERS = 1, 2, 4  # flink_job._runtime.ABSENT_*
 
@@ -119,7 +121,7 @@ class BatchStep:
         i32 = _I32.pack
         handoff, name = self._handoff, core.name
         for i in range(n_records):
-            k, absent, partition, offset = _RECORD.unpack_from(buf, pos)
+            k, absent, partition, offset, timestamp = _RECORD.unpack_from(buf, pos)
             pos += _RECORD.size
             rkey, pos = _bytes(view, pos)
             value, pos = _bytes(view, pos)
@@ -136,19 +138,18 @@ class BatchStep:
                 topic=topic,
                 partition=partition,
                 offset=offset,
-                timestamp=None,
+                timestamp=None if timestamp == _NO_TIMESTAMP else timestamp,
                 headers=() if absent & _ABSENT_HEADERS else tuple(headers),
             )
             handed = handoff.take((name, partition, offset)) if handoff is not None else None
             out = step(core, msg, store, routed_key=keys[k], decoded=handed and handed[0])
             if isinstance(out, Applied):
-                row = out.row
-                if row is not None:
-                    rows.append(i32(i) + _frame(row.key) + _frame(row.value))
+                for row in _rows(out):
+                    ts = getattr(row, "timestamp", None)
+                    rows.append(i32(i) + _frame(row.key) + _frame(row.value) + _I64(_ts(ts)))
             elif isinstance(out, DeadLetter):
                 dead.append(i32(i) + _dead_letter(out))
-            else:
-                assert isinstance(out, Skip)
+            else:  # skipped on purpose (parse= returned None)
                 skipped += 1
         states: list[bytes] = []
         cache = self._cache
@@ -164,6 +165,21 @@ class BatchStep:
         return b"".join(
             [_ANSWER.pack(len(states), len(rows), len(dead), skipped), *states, *rows, *dead]
         )
+
+
+_I64 = struct.Struct(">q").pack
+
+
+def _ts(ts: int | None) -> int:
+    return _NO_TIMESTAMP if ts is None else ts
+
+
+def _rows(out: Applied) -> list[Any]:
+    """The feature rows of a message (one, or none)."""
+    rows = getattr(out, "rows", None)
+    if rows is not None:
+        return list(rows)
+    return [] if out.row is None else [out.row]
 
 
 def _bytes(view: memoryview, pos: int) -> tuple[bytes | None, int]:

@@ -306,6 +306,7 @@ def _batched_resolve(keyed: KeyedStream, ref: ResolverRef, batch: Batching) -> D
         DEAD_TYPE.get_java_type_info(),
         batch.size,
         batch.time_ms,
+        len(ROW_TYPE.get_field_types()),
     )
     out = DataStream(
         j_stream.transform(f"resolve {ref.name}", ROW_TYPE.get_java_type_info(), operator)

@@ -65,7 +65,8 @@ def _request(keys: list[str], stored: list[bytes | None], records) -> bytes:
         parts += [_b(k.encode("utf-8", "surrogatepass")), _b(s)]
     for ki, m in records:
         absent = (m.key is None) * 1 | (m.value is None) * 2 | (not m.headers) * 4
-        parts.append(struct.pack(">iiiq", ki, absent, m.partition, m.offset))
+        ts = -1 if m.timestamp is None else m.timestamp
+        parts.append(struct.pack(">iiiqq", ki, absent, m.partition, m.offset, ts))
         parts += [_b(m.key or b""), _b(m.value or b""), struct.pack(">i", len(m.headers))]
         for name, value in m.headers:
             parts += [_b(name.encode("utf-8", "surrogatepass")), _b(value)]
@@ -119,6 +120,7 @@ def run_batched(resolver, messages, size, stored=None, route=None, batch=None):
         for _ in range(n_rows):
             r.int()
             rows.append((r.bytes(), r.bytes()))
+            r.pos += 8  # the row's timestamp
         for _ in range(n_dead):
             i = r.int()
             key, value = r.bytes(), r.bytes()

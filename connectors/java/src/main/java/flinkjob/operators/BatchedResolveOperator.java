@@ -6,6 +6,7 @@ import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.java.tuple.Tuple;
 import org.apache.flink.api.java.tuple.Tuple2;
+import org.apache.flink.api.java.tuple.Tuple3;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.core.memory.DataInputDeserializer;
 import org.apache.flink.core.memory.DataOutputSerializer;
@@ -56,8 +57,8 @@ import java.util.Map;
  * on the JVM with {@link #wtf8}, which keeps even a lone surrogate exact (Python decodes with
  * {@code surrogatepass}), so nothing the JVM holds can fail or change in the crossing.
  */
-public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperator<Tuple2<byte[], byte[]>>
-        implements OneInputStreamOperator<Row, Tuple2<byte[], byte[]>>, BoundedOneInput {
+public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperator<Tuple>
+        implements OneInputStreamOperator<Row, Tuple>, BoundedOneInput {
 
     private static final long serialVersionUID = 1L;
 
@@ -74,6 +75,10 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
     private static final int MSG_OFFSET = 3;
     private static final int MSG_HEADERS = 4;
     private static final int MSG_ABSENT = 5;
+    /** Record timestamp (epoch ms), when the message tuple has it (7 fields). */
+    private static final int MSG_TIMESTAMP = 6;
+
+    private static final long NO_TIMESTAMP = -1L;
     private static final int ABSENT_HEADERS = 4;
 
     private static final byte[] EMPTY = new byte[0];
@@ -83,6 +88,8 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
     private final TypeInformation<Row> deadLetterType;
     private final int batchSize;
     private final int batchTimeMs;
+    /** Fields of a feature row: 2 (key, value) or 3 (key, value, timestamp). */
+    private final int rowArity;
 
     private transient ListState<byte[]> state;
     private transient OutputTag<Row> deadLetters;
@@ -109,6 +116,8 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
      * @param deadLetterType {@code Row(k BYTES, v BYTES, headers MAP<STRING, BYTES>)}
      * @param batchSize records per Python call, at most
      * @param batchTimeMs how long a record waits in the buffer, at most
+     * @param rowArity fields of the feature-row tuple: 2 (key, value) or 3 (key, value,
+     *     timestamp in epoch ms, -1 for none)
      */
     public BatchedResolveOperator(
             Configuration config,
@@ -116,7 +125,8 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
             String deadLetterTagId,
             TypeInformation<Row> deadLetterType,
             int batchSize,
-            int batchTimeMs) {
+            int batchTimeMs,
+            int rowArity) {
         super(config);
         if (batchSize < 1 || batchTimeMs < 1) {
             throw new IllegalArgumentException(
@@ -127,6 +137,10 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         this.deadLetterType = deadLetterType;
         this.batchSize = batchSize;
         this.batchTimeMs = batchTimeMs;
+        if (rowArity != 2 && rowArity != 3) {
+            throw new IllegalArgumentException("row arity must be 2 or 3, got " + rowArity);
+        }
+        this.rowArity = rowArity;
     }
 
     @Override
@@ -248,6 +262,8 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
             out.writeInt(absent);
             out.writeInt((Integer) m.getField(MSG_PARTITION));
             out.writeLong((Long) m.getField(MSG_OFFSET));
+            out.writeLong(
+                    m.getArity() > MSG_TIMESTAMP ? (Long) m.getField(MSG_TIMESTAMP) : NO_TIMESTAMP);
             writeBytes((byte[]) m.getField(MSG_KEY));
             writeBytes((byte[]) m.getField(MSG_VALUE));
             @SuppressWarnings("unchecked")
@@ -290,7 +306,9 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
             int i = in.readInt();
             byte[] key = readNullableBytes();
             byte[] value = readBytes();
-            emit(i, Tuple2.of(key == null ? EMPTY : key, value), null);
+            long timestamp = in.readLong();
+            byte[] k = key == null ? EMPTY : key;
+            emit(i, rowArity == 2 ? Tuple2.of(k, value) : Tuple3.of(k, value, timestamp), null);
         }
         for (int d = 0; d < nDead; d++) {
             int i = in.readInt();
@@ -322,14 +340,14 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         }
     }
 
-    private void emit(int i, Tuple2<byte[], byte[]> row, Row deadLetter) {
+    private void emit(int i, Tuple row, Row deadLetter) {
         StreamRecord<?> record =
                 hasTimestamp[i]
                         ? new StreamRecord<>(row != null ? row : deadLetter, timestamps[i])
                         : new StreamRecord<>(row != null ? row : deadLetter);
         if (row != null) {
             @SuppressWarnings("unchecked")
-            StreamRecord<Tuple2<byte[], byte[]>> r = (StreamRecord<Tuple2<byte[], byte[]>>) record;
+            StreamRecord<Tuple> r = (StreamRecord<Tuple>) record;
             output.collect(r);
         } else {
             @SuppressWarnings("unchecked")
