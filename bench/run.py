@@ -31,7 +31,7 @@ def _flink(variant: str, n: int, keys: int, attempts: int = 2) -> float:
             cwd=ROOT, capture_output=True, text=True, timeout=1800,
         )  # fmt: skip
         if out.returncode == 0:
-            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result = _last_json(out.stdout)
             CPU_US.setdefault(variant, []).append(float(result["cpu_us_per_event"]))
             return float(result["events_per_s"])
         print(f"run {variant} failed (attempt {attempt}): {out.stderr[-1500:]}", file=sys.stderr)
@@ -52,8 +52,17 @@ def _e2e(
          "--probes", str(probes), "--delivery", delivery, *batch],
         cwd=ROOT, capture_output=True, text=True, timeout=3600, check=True,
     )  # fmt: skip
-    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, object] = _last_json(out.stdout)
     return result
+
+
+def _last_json(stdout: str) -> dict[str, object]:
+    """The result line of a run: its last JSON object line (the JVM may print after it)."""
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            result: dict[str, object] = json.loads(line)
+            return result
+    raise ValueError(f"no JSON result line in the run's output: {stdout[-2000:]!r}")
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -71,9 +80,24 @@ def main() -> int:
         action="store_true",
         help="only the batched-vs-per-record comparison: operator and end to end, interleaved",
     )
+    parser.add_argument(
+        "--batching-e2e",
+        action="store_true",
+        help="only the end-to-end part of --batching (batched vs per-record through Kafka)",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    if args.batching_e2e:
+        started = time.monotonic()
+        rounds = 1 if args.quick else args.runs
+        b = _batching_e2e(rounds, 3000 if args.quick else 100_000)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {"batching_end_to_end": b, "seconds": time.monotonic() - started}
+        (out / "batching_e2e.json").write_text(json.dumps(summary, indent=2))
+        _print_batching(b)
+        return 0
     from bench.workload import events, pure_python_ceiling, state_bytes_per_key
 
     def ceiling() -> float:
@@ -267,16 +291,7 @@ def _print(r: dict) -> None:  # type: ignore[type-arg]
             print(f"  {'':>9}   through Kafka ({backend}): {rate:,.0f} events/s")
     b = r.get("batching_end_to_end")
     if b:
-        print("\nend to end, batched vs per-record thread mode (1k keys, verified outputs):")
-        for name, entry in b.items():
-            s = entry["events_per_s"]
-            lat = ""
-            if "latency_p50_s" in entry:
-                p50, p99 = entry["latency_p50_s"], entry["latency_p99_s"]
-                lat = f"; latency p50 {p50:.3f} s, p99 {p99:.3f} s"
-            print(
-                f"  {name:28} {s['median']:>9,.0f} events/s ({s['min']:,.0f}-{s['max']:,.0f}){lat}"
-            )
+        _print_batching(b)
     e = r["end_to_end"]
     if e is None:
         return
@@ -292,6 +307,17 @@ def _print(r: dict) -> None:  # type: ignore[type-arg]
         ck = c["checkpoint"]
         print(f"checkpoint at {c['keys']:,} keys, {b}: {ck.get('duration_ms')} ms, "
               f"{ck.get('state_size')} bytes")  # fmt: skip
+
+
+def _print_batching(b: dict) -> None:  # type: ignore[type-arg]
+    print("\nend to end, batched vs per-record thread mode (1k keys, verified outputs):")
+    for name, entry in b.items():
+        s = entry["events_per_s"]
+        lat = ""
+        if "latency_p50_s" in entry:
+            p50, p99 = entry["latency_p50_s"], entry["latency_p99_s"]
+            lat = f"; latency p50 {p50:.3f} s, p99 {p99:.3f} s"
+        print(f"  {name:28} {s['median']:>9,.0f} events/s ({s['min']:,.0f}-{s['max']:,.0f}){lat}")
 
 
 def _print_targets(r: dict) -> None:  # type: ignore[type-arg]
