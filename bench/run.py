@@ -85,13 +85,14 @@ def main() -> int:
         action="store_true",
         help="only the end-to-end part of --batching (batched vs per-record through Kafka)",
     )
+    parser.add_argument("--e2e-events", type=int, default=100_000, help="events per e2e run")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.batching_e2e:
         started = time.monotonic()
         rounds = 1 if args.quick else args.runs
-        b = _batching_e2e(rounds, 3000 if args.quick else 100_000)
+        b = _batching_e2e(rounds, 3000 if args.quick else args.e2e_events)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         summary = {"batching_end_to_end": b, "seconds": time.monotonic() - started}
@@ -160,7 +161,9 @@ def main() -> int:
         return _finish(results, args, started, summary)
     if args.batching:
         results.update(growth={}, end_to_end=None, checkpoint_at_keys={})
-        results["batching_end_to_end"] = _batching_e2e(runs, 3000 if args.quick else 100_000)
+        results["batching_end_to_end"] = _batching_e2e(
+            runs, 3000 if args.quick else args.e2e_events
+        )
         return _finish(results, args, started, summary)
 
     growth = {}
