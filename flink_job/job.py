@@ -4,8 +4,10 @@ Per resolver::
 
     Kafka table source (key, value, topic, partition, offset, timestamp, headers)
       -> to_data_stream -> key_by(state key: re-key mapping or record key, typed STRING)
-      -> KeyedProcessFunction (ValueState[bytes] = state envelope) -> feature rows
-                                                    \\-> side output: dead letters
+      -> keyed operator (state: the state envelope as bytes) -> feature rows
+                                          \\-> side output: dead letters
+    (thread mode: the batched JVM operator of connectors/java, one Python call per batch;
+    process mode or --batch-size 0: PyFlink's per-record KeyedProcessFunction)
     feature rows of every resolver -> one Kafka sink (sink topic)
     dead letters -> a Kafka sink per dead-letter topic
 
