@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # CPU microseconds per event (process tree, from /proc) of every MiniCluster run, by variant.
 CPU_US: dict[str, list[float]] = {}
+# CPU microseconds per event of the keyed operator's task thread alone, by variant.
+TASK_US: dict[str, list[float]] = {}
 
 
 def _flink(variant: str, n: int, keys: int, attempts: int = 2) -> float:
@@ -33,6 +35,7 @@ def _flink(variant: str, n: int, keys: int, attempts: int = 2) -> float:
         if out.returncode == 0:
             result = _last_json(out.stdout)
             CPU_US.setdefault(variant, []).append(float(result["cpu_us_per_event"]))
+            TASK_US.setdefault(variant, []).append(float(result["task_thread_cpu_us_per_event"]))
             return float(result["events_per_s"])
         print(f"run {variant} failed (attempt {attempt}): {out.stderr[-1500:]}", file=sys.stderr)
     raise subprocess.CalledProcessError(out.returncode, out.args, out.stdout, out.stderr)
@@ -86,6 +89,7 @@ def main() -> int:
         help="only the end-to-end part of --batching (batched vs per-record through Kafka)",
     )
     parser.add_argument("--e2e-events", type=int, default=100_000, help="events per e2e run")
+    parser.add_argument("--operator-events", type=int, default=60_000, help="N of the N/3N runs")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -107,7 +111,7 @@ def main() -> int:
         return rate
 
     runs = 1 if args.quick else args.runs
-    n, n_process, keys = (2000, 300, 1000) if args.quick else (60000, 3000, 1000)
+    n, n_process, keys = (2000, 300, 1000) if args.quick else (args.operator_events, 3000, 1000)
     started = time.monotonic()
     results: dict[str, object] = {"quick": args.quick, "parallelism": 1}
 
@@ -136,6 +140,7 @@ def main() -> int:
             rates[name].append(measure())
     summary = {k: _summary(v) for k, v in rates.items()}
     results["cpu_us_per_event"] = {k: _summary(v) for k, v in CPU_US.items()}
+    results["task_thread_cpu_us_per_event"] = {k: _summary(v) for k, v in TASK_US.items()}
     med = {k: v["median"] for k, v in summary.items()}
     project = med["project (thread)"]
     ratios = {
@@ -155,6 +160,13 @@ def main() -> int:
         # CPU per event: the ceiling's over the operator's (1.0 = no engine overhead at all).
         ratios["CPU: pure-Python ceiling / project"] = cpu["pure-Python ceiling"] / cpu["project"]
         ratios["CPU: per-record / batched"] = cpu["project-per-record"] / cpu["project"]
+    task = {k: v["median"] for k, v in results["task_thread_cpu_us_per_event"].items()}  # type: ignore[attr-defined]
+    if "project" in task and "project-per-record" in task:
+        # The keyed operator's own thread: what batching changes, apart from the source.
+        ratios["task CPU: per-record / batched"] = task["project-per-record"] / task["project"]
+        ratios["task CPU: pure-Python ceiling / batched"] = (
+            cpu["pure-Python ceiling"] / task["project"]
+        )
     results.update(operator=summary, ratios=ratios)
     if args.operator_only:
         results.update(growth={}, end_to_end=None, checkpoint_at_keys={})

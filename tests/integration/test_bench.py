@@ -22,6 +22,7 @@ def test_bench_quick_mode_produces_table_json_and_chart(kafka, tmp_path):
         "project / baseline thread", "project / baseline process",
         "project / pure-Python ceiling", "batched / per-record",
         "CPU: pure-Python ceiling / project", "CPU: per-record / batched",
+        "task CPU: per-record / batched", "task CPU: pure-Python ceiling / batched",
     }  # fmt: skip
     assert all(v["median"] > 0 for v in results["cpu_us_per_event"].values())
     assert all(v["median"] > 0 for v in results["operator"].values())
