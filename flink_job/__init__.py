@@ -13,7 +13,7 @@ from flink_job.errors import (
 )
 from flink_job.features import Feature, Features, Primary, features
 from flink_job.sources import KafkaSource
-from flink_job.state import State
+from flink_job.state import KeyedState, State
 from flink_job.streams import Resolver, stream
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Features",
     "FlinkJobError",
     "KafkaSource",
+    "KeyedState",
     "Primary",
     "Resolver",
     "ResolverDefinitionError",

@@ -35,6 +35,12 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--starting-offsets", choices=["committed", "earliest", "latest"])
     p.add_argument("--state-backend", choices=["hashmap", "rocksdb"])
     p.add_argument("--job-name", help="job name; also names consumer groups and transactions")
+    p.add_argument(
+        "--environment",
+        metavar="NAME",
+        help="run the resolvers declared for this environment (environment=) and those "
+        "declared for none",
+    )
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -43,7 +49,7 @@ def _options(args: argparse.Namespace) -> Any:
     keys = (
         "from_savepoint", "bootstrap_servers", "sink_topic", "dead_letter_topic", "parallelism",
         "checkpoint_interval_ms", "checkpoint_dir", "delivery", "execution_mode",
-        "starting_offsets", "state_backend", "job_name",
+        "starting_offsets", "state_backend", "job_name", "environment",
     )  # fmt: skip
     values = {k: getattr(args, k, None) for k in keys}
     if getattr(args, "allow_non_restored_state", False):
