@@ -78,6 +78,18 @@ def _cmd_resolvers(args: argparse.Namespace) -> int:
             else:
                 print("  state:    none")
             print(f"  output:   {', '.join(d['output'])}")
+            if d["timestamp"]:
+                print(f"  timestamp: {d['timestamp']} (the feature rows' Kafka timestamp)")
+            envs = d["environments"]
+            where = ", ".join(envs) + " (--environment)" if envs else "every environment"
+            print(f"  runs in:  {where}")
+            for arg, value in d["ignored"].items():
+                print(f"  ignored:  {arg}={value} (no meaning on Flink)")
+            for ns, fc in d["feature_classes"].items():
+                opts = ", ".join(f"{k}={v}" for k, v in fc["options"].items())
+                print(f"  features {ns}: {opts or '-'}")
+                for n, given in fc["features"].items():
+                    print(f"    {n}: {', '.join(f'{k}={v}' for k, v in given.items())}")
     return 0
 
 
