@@ -453,7 +453,7 @@ class DataFrame(list[Any]):
     """
 
     def __class_getitem__(cls, items: Any) -> FeaturesType:  # type: ignore[override]  # annotation
-        return Features[items]  # type: ignore[no-any-return]  # FeaturesType, from Features
+        return Features.__class_getitem__(items)
 
 
 def _flatten(items: Iterable[Any]) -> Iterable[Any]:
