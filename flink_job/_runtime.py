@@ -37,10 +37,15 @@ MSG_FIELDS = ("key", "value", "partition", "offset", "headers", "absent", "times
 MSG_KEY, MSG_VALUE, MSG_PARTITION, MSG_OFFSET, MSG_HEADERS, MSG_ABSENT, MSG_TIMESTAMP = range(7)
 MSG_TYPE = Types.TUPLE(
     [
-        BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES), Types.INT(),
+        BYTES,
+        BYTES,
+        Types.INT(),
+        Types.LONG(),
+        Types.MAP(Types.STRING(), BYTES),
+        Types.INT(),
         Types.LONG(),
     ]
-)  # fmt: skip
+)
 ABSENT_KEY, ABSENT_VALUE, ABSENT_HEADERS = 1, 2, 4
 NO_TIMESTAMP = -1
 # Feature rows: (record key, record value, record timestamp in epoch ms), a Tuple too; no key

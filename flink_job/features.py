@@ -290,9 +290,13 @@ def _make_features(cls: C, namespace: str | None, options: dict[str, Any] | None
     if primary_name is not None:
         feats[primary_name].primary = True
     fs = FeatureSet(
-        cls, ns, feats, feats[primary_name] if primary_name else None, dict(options or {}),
+        cls,
+        ns,
+        feats,
+        feats[primary_name] if primary_name else None,
+        dict(options or {}),
         field_options,
-    )  # fmt: skip
+    )
     for name, feat in feats.items():
         setattr(cls, name, _FeatureDescriptor(feat))
     cls.__flink_features__ = fs  # type: ignore[attr-defined]  # set on a user class
@@ -319,9 +323,13 @@ def _check_feature_options(cls: type, name: str, given: dict[str, Any]) -> dict[
 
 # @features arguments with no meaning on Flink (Chalk's stores, caches and ETL).
 _FEATURES_IGNORED = {
-    "etl_offline_to_online": False, "max_staleness": None, "singleton": False,
-    "online_store_config": None, "cache_nulls": True, "cache_defaults": True,
-}  # fmt: skip
+    "etl_offline_to_online": False,
+    "max_staleness": None,
+    "singleton": False,
+    "online_store_config": None,
+    "cache_nulls": True,
+    "cache_defaults": True,
+}
 _WARNED: set[tuple[str, str]] = set()
 
 
@@ -384,10 +392,13 @@ def features(
             "fix: pass one of them."
         )
     given = {
-        "etl_offline_to_online": etl_offline_to_online, "max_staleness": max_staleness,
-        "singleton": singleton, "online_store_config": online_store_config,
-        "cache_nulls": cache_nulls, "cache_defaults": cache_defaults,
-    }  # fmt: skip
+        "etl_offline_to_online": etl_offline_to_online,
+        "max_staleness": max_staleness,
+        "singleton": singleton,
+        "online_store_config": online_store_config,
+        "cache_nulls": cache_nulls,
+        "cache_defaults": cache_defaults,
+    }
     ignored = {k: v for k, v in given.items() if v != _FEATURES_IGNORED[k]}
     options: dict[str, Any] = {k: v for k, v in {"owner": owner, "tags": tags}.items() if v}
     options.update(ignored)

@@ -173,10 +173,12 @@ def stream(
         rname = r.name
         if mode is not None:
             raise _err(
-                rname, "mode", f"mode={mode!r} (Chalk's windowed streams) is not supported: "
+                rname,
+                "mode",
+                f"mode={mode!r} (Chalk's windowed streams) is not supported: "
                 "there are no windows here, and ignoring it would change results; fix: drop "
-                "mode= and keep what the window held in State[...]."
-            )  # fmt: skip
+                "mode= and keep what the window held in State[...].",
+            )
         r.environments = _environments(rname, environment)
         r.ignored = ignored
         for arg, value in ignored.items():
@@ -201,9 +203,11 @@ def _environments(rname: str, environment: Any) -> tuple[str, ...] | None:
         or not all(isinstance(n, str) and n for n in names)
     ):
         raise _err(
-            rname, "environment", f"environment= must be a name or a list of names; got "
-            f"{environment!r}; fix: e.g. environment=\"production\" or [\"staging\", \"dev\"]."
-        )  # fmt: skip
+            rname,
+            "environment",
+            f"environment= must be a name or a list of names; got "
+            f'{environment!r}; fix: e.g. environment="production" or ["staging", "dev"].',
+        )
     return tuple(names)
 
 
@@ -284,10 +288,12 @@ def _analyze(
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             stars = "*" if p.kind is p.VAR_POSITIONAL else "**"
             raise _err(
-                rname, p.name, f"parameter {stars}{p.name} has no meaning for a stream resolver; "
+                rname,
+                p.name,
+                f"parameter {stars}{p.name} has no meaning for a stream resolver; "
                 "fix: remove it (a stream resolver takes one message parameter and at most one "
-                "State[T])."
-            )  # fmt: skip
+                "State[T]).",
+            )
         if is_state_annotation(ann):
             if state is not None:
                 raise _err(
@@ -300,16 +306,20 @@ def _analyze(
             message = p
         elif _is_message_type(ann):
             raise _err(
-                rname, p.name, f"has two message parameters ({message.name!r} and {p.name!r}); "
+                rname,
+                p.name,
+                f"has two message parameters ({message.name!r} and {p.name!r}); "
                 "fix: keep one (a stream resolver reads one message at a time; combine "
-                "streams with parse= or a second resolver)."
-            )  # fmt: skip
+                "streams with parse= or a second resolver).",
+            )
         else:
             raise _err(
-                rname, p.name, f"parameter {p.name!r} is neither the message nor State[...], "
+                rname,
+                p.name,
+                f"parameter {p.name!r} is neither the message nor State[...], "
                 "and the engine has nothing to pass it (Chalk refuses it too); fix: remove it "
-                "and read settings from module-level constants instead."
-            )  # fmt: skip
+                "and read settings from module-level constants instead.",
+            )
     if message is None:
         raise _err(rname, None, "has no message parameter; fix: add one, e.g. `event: LoginEvent`.")
     mtype = anns.get(message.name, _NO_DEFAULT)
@@ -394,21 +404,27 @@ def _check_timestamp(rname: str, timestamp: Any, mtype: type) -> None:
     what = getattr(mtype, "__qualname__", repr(mtype))
     if not isinstance(timestamp, str) or not timestamp:
         raise _err(
-            rname, "timestamp", f"timestamp= must name a field of {what}; got {timestamp!r}; "
-            'fix: e.g. timestamp="event_time".'
-        )  # fmt: skip
+            rname,
+            "timestamp",
+            f"timestamp= must name a field of {what}; got {timestamp!r}; "
+            'fix: e.g. timestamp="event_time".',
+        )
     tp = _field_type(mtype, timestamp) if mtype not in (str, bytes) else _NO_DEFAULT
     if tp is _NO_DEFAULT:
         raise _err(
-            rname, "timestamp", f"timestamp={timestamp!r} is not a field of the message "
-            f"{what}; fix: name a datetime field of {what}, or parse= into a model that has one."
-        )  # fmt: skip
+            rname,
+            "timestamp",
+            f"timestamp={timestamp!r} is not a field of the message "
+            f"{what}; fix: name a datetime field of {what}, or parse= into a model that has one.",
+        )
     if _unwrap_optional(tp) is not datetime.datetime:
         raise _err(
-            rname, "timestamp", f"timestamp={timestamp!r}: {what}.{timestamp} is {tp!r}, not "
+            rname,
+            "timestamp",
+            f"timestamp={timestamp!r}: {what}.{timestamp} is {tp!r}, not "
             f"datetime; fix: annotate it `{timestamp}: datetime` (zoned, e.g. "
-            '"2024-01-01T00:00:00Z"), or convert it in parse=.'
-        )  # fmt: skip
+            '"2024-01-01T00:00:00Z"), or convert it in parse=.',
+        )
 
 
 def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:

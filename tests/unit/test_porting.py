@@ -428,9 +428,15 @@ def test_late_messages_are_skipped_and_counted_by_the_event_time():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("infinity", None), ("30s", 30_000), ("1h30m", 5_400_000), ("2d", 172_800_000),
-     (dt.timedelta(minutes=2), 120_000), (None, None)],
-)  # fmt: skip
+    [
+        ("infinity", None),
+        ("30s", 30_000),
+        ("1h30m", 5_400_000),
+        ("2d", 172_800_000),
+        (dt.timedelta(minutes=2), 120_000),
+        (None, None),
+    ],
+)
 def test_late_arrival_deadline_durations(value, expected):
     assert KafkaSource(name="x", late_arrival_deadline=value).late_arrival_deadline_ms == expected
 
@@ -485,12 +491,25 @@ def test_supported_sasl_mechanisms_and_msk_iam_off_are_accepted():
 
 def test_kafka_source_takes_every_chalk_argument():
     chalk_args = {
-        "bootstrap_server", "topic", "ssl_keystore_location", "ssl_ca_file", "client_id_prefix",
-        "group_id_prefix", "security_protocol", "sasl_mechanism", "sasl_username",
-        "sasl_password", "name", "late_arrival_deadline", "dead_letter_queue_topic",
-        "additional_kafka_args", "msk_iam_auth", "aws_region", "aws_role_arn",
+        "bootstrap_server",
+        "topic",
+        "ssl_keystore_location",
+        "ssl_ca_file",
+        "client_id_prefix",
+        "group_id_prefix",
+        "security_protocol",
+        "sasl_mechanism",
+        "sasl_username",
+        "sasl_password",
+        "name",
+        "late_arrival_deadline",
+        "dead_letter_queue_topic",
+        "additional_kafka_args",
+        "msk_iam_auth",
+        "aws_region",
+        "aws_role_arn",
         "integration_variable_override",
-    }  # fmt: skip
+    }
     assert chalk_args <= {f.name for f in dataclasses.fields(KafkaSource)}
 
 
@@ -539,8 +558,14 @@ def test_a_bad_row_in_a_list_dead_letters_the_message_and_keeps_the_state():
 def test_features_takes_chalks_arguments_and_resolvers_lists_them():
     with pytest.warns(IgnoredArgumentWarning, match=r"max_staleness='1d'"):
 
-        @features(max_staleness="1d", etl_offline_to_online=True, tags=["team:risk"],
-                  name="account", singleton=False, owner="risk@example.com")  # fmt: skip
+        @features(
+            max_staleness="1d",
+            etl_offline_to_online=True,
+            tags=["team:risk"],
+            name="account",
+            singleton=False,
+            owner="risk@example.com",
+        )
         class Account:
             id: str
             logins: int = feature(max_staleness="infinity", description="login count")
