@@ -253,7 +253,11 @@ def test_a_full_chalk_module_ports_by_its_import_lines(import_source):
     assert result.dead_letters == []
     assert result.rows == [
         {"account.logins": 1, "account.seen_at": "2024-01-01T00:00:00Z", "account.user_id": "u1"},
-        {"account.logins": 2, "account.seen_at": "2024-01-01T01:00:00+01:00", "account.user_id": "u1"},
+        {
+            "account.logins": 2,
+            "account.seen_at": "2024-01-01T01:00:00+01:00",
+            "account.user_id": "u1",
+        },
     ]
     assert [r.timestamp for r in result.records] == [1704067200000, 1704067200000]
     assert result.states["u1"].last.utcoffset().total_seconds() == 3600
