@@ -227,14 +227,17 @@ class _Counters:
         self.counts = [0] * len(self.FIELDS)
         self._next_flush = 0.0
 
-    def maybe_flush(self) -> None:
+    def maybe_flush(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now >= self._next_flush:
+        if force or now >= self._next_flush:
             self._next_flush = now + 0.5
-            for counter, n in zip(self._flink, self.counts, strict=True):
+            counts = self.counts
+            for i, (counter, n) in enumerate(zip(self._flink, counts, strict=True)):
                 if n:
                     counter.inc(n)
-            self.counts = [0] * len(self.FIELDS)
+                    # Zeroed in place: Resolve holds this very list while it processes the
+                    # element that triggered the flush (a new list lost that element's counts).
+                    counts[i] = 0
 
 
 class Resolve(KeyedProcessFunction):
@@ -264,7 +267,7 @@ class Resolve(KeyedProcessFunction):
         self._java_key = self.ref.keyed_in_java
 
     def close(self) -> None:
-        self._counters.maybe_flush()
+        self._counters.maybe_flush(force=True)
 
     def process_element(self, value: tuple[Any, ...], ctx: KeyedProcessFunction.Context) -> Any:
         core = self._core
