@@ -317,7 +317,7 @@ def _check_feature_options(cls: type, name: str, given: dict[str, Any]) -> dict[
                 field=name,
             )
         if arg not in _FEATURE_HONOURED:
-            _warn_once(f"{cls.__name__}.{name}", arg, value)
+            _warn_once(cls, f"{cls.__name__}.{name}", arg, value)
     return given
 
 
@@ -330,13 +330,14 @@ _FEATURES_IGNORED = {
     "cache_nulls": True,
     "cache_defaults": True,
 }
-_WARNED: set[tuple[str, str]] = set()
+_WARNED: set[tuple[str, str, str, str]] = set()
 
 
-def _warn_once(where: str, arg: str, value: Any) -> None:
-    if (where, arg) in _WARNED:
+def _warn_once(cls: type, where: str, arg: str, value: Any) -> None:
+    key = (cls.__module__, cls.__qualname__, where, arg)
+    if key in _WARNED:
         return
-    _WARNED.add((where, arg))
+    _WARNED.add(key)
     warnings.warn(
         f"{where}: {arg}={value!r} has no meaning on Flink and is ignored; fix: drop it to "
         "silence this warning.",
@@ -406,7 +407,7 @@ def features(
     def make(c: C) -> C:
         made = _make_features(c, namespace or name, options)
         for arg, value in ignored.items():
-            _warn_once(f"@features class {c.__name__}", arg, value)
+            _warn_once(c, f"@features class {c.__name__}", arg, value)
         return made
 
     if cls is not None:

@@ -182,7 +182,7 @@ def stream(
         r.environments = _environments(rname, environment)
         r.ignored = ignored
         for arg, value in ignored.items():
-            _warn_once(rname, arg, value)
+            _warn_once(getattr(fn, "__module__", ""), rname, arg, value)
         return r
 
     return decorate
@@ -211,13 +211,13 @@ def _environments(rname: str, environment: Any) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-_WARNED: set[tuple[str, str]] = set()
+_WARNED: set[tuple[str, str, str]] = set()
 
 
-def _warn_once(rname: str, arg: str, value: Any) -> None:
-    if (rname, arg) in _WARNED:
+def _warn_once(module: str, rname: str, arg: str, value: Any) -> None:
+    if (module, rname, arg) in _WARNED:
         return
-    _WARNED.add((rname, arg))
+    _WARNED.add((module, rname, arg))
     warnings.warn(
         f"resolver {rname!r}: {arg}={value!r} has no meaning on Flink and is ignored "
         "(`flink-job resolvers` lists it); fix: drop it to silence this warning.",
