@@ -80,6 +80,9 @@ def _cmd_resolvers(args: argparse.Namespace) -> int:
             print(f"  output:   {', '.join(d['output'])}")
             if d["timestamp"]:
                 print(f"  timestamp: {d['timestamp']} (the feature rows' Kafka timestamp)")
+            if d["late_arrival_deadline_ms"] is not None:
+                late = d["late_arrival_deadline_ms"]
+                print(f"  late:     older than {late} ms skipped and counted (lateArrivals)")
             envs = d["environments"]
             where = ", ".join(envs) + " (--environment)" if envs else "every environment"
             print(f"  runs in:  {where}")

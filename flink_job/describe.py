@@ -46,6 +46,7 @@ def describe_resolvers(resolvers: list[Resolver[Any, Any]]) -> list[dict[str, An
                 "output": sorted(f.fqn for f in r.output.allowed),
                 "owner": r.owner,
                 "timestamp": r.timestamp,
+                "late_arrival_deadline_ms": r.source.late_arrival_deadline_ms,
                 "environments": list(r.environments) if r.environments is not None else None,
                 # Chalk arguments accepted without meaning on Flink (each warned about once).
                 "ignored": {k: repr(v) for k, v in r.ignored.items()},
