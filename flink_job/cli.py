@@ -78,6 +78,8 @@ def _cmd_resolvers(args: argparse.Namespace) -> int:
             else:
                 print("  state:    none")
             print(f"  output:   {', '.join(d['output'])}")
+            if d["owner"]:
+                print(f"  owner:    {d['owner']}")
             if d["timestamp"]:
                 print(f"  timestamp: {d['timestamp']} (the feature rows' Kafka timestamp)")
             if d["late_arrival_deadline_ms"] is not None:

@@ -465,6 +465,14 @@ class DataFrame(list[Any]):
     """
 
     def __class_getitem__(cls, items: Any) -> FeaturesType:  # type: ignore[override]  # annotation
+        for item in items if isinstance(items, tuple) else (items,):
+            if isinstance(item, type) and feature_set(item) is None:
+                raise ResolverDefinitionError(
+                    f"DataFrame[{item.__qualname__}]: {item.__qualname__} is not a @features "
+                    "class; a DataFrame of messages is Chalk's windowed stream input, and there "
+                    f"are no windows here; fix: take one message (`event: {item.__qualname__}`) "
+                    "and keep what the window held in State[...]."
+                )
         return Features.__class_getitem__(items)
 
 

@@ -233,6 +233,8 @@ def _err(resolver: str, field: str | None, msg: str) -> ResolverDefinitionError:
 def _annotations(fn: Callable[..., Any], rname: str) -> dict[str, Any]:
     try:
         return inspect.get_annotations(fn, eval_str=True)
+    except ResolverDefinitionError as e:  # e.g. DataFrame[Message]: already says what and how
+        raise _err(rname, e.field, str(e)) from None
     except Exception as e:
         raise _err(
             rname, None, f"cannot evaluate its type annotations ({type(e).__name__}: {e}); "

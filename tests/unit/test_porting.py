@@ -639,3 +639,23 @@ def test_chalk_names_a_shared_feature_module_imports():
         return User(id=ev.user_id, unique_ip_count=len(state.unique_ips))
 
     assert replay(keyed, LOGINS).rows == EXPECTED
+
+
+def test_a_windowed_dataframe_of_messages_is_refused_with_the_fix():
+    with pytest.raises(ResolverDefinitionError, match=r"DataFrame\[LoginEvent\]: .*windowed.*fix:"):
+
+        @stream(source=SOURCE)
+        def windowed(events: DataFrame[LoginEvent]) -> User:
+            return None
+
+    ns: dict[str, object] = {}
+    exec(
+        "from __future__ import annotations\n"
+        "def windowed(events: DataFrame[LoginEvent]) -> User:\n    return None",
+        {"DataFrame": DataFrame, "LoginEvent": LoginEvent, "User": User},
+        ns,
+    )
+    with pytest.raises(
+        ResolverDefinitionError, match=r"^resolver 'windowed': DataFrame\[LoginEvent\]"
+    ):
+        stream(source=SOURCE)(ns["windowed"])  # type: ignore[arg-type]  # built by exec
