@@ -27,6 +27,10 @@ from flink_job.features import feature_set
 from flink_job.streams import Resolver
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+# A feature row stamped later than this ahead of the broker's clock is refused by it (Kafka's
+# log.message.timestamp.after.max.ms, 1 h by default), which would fail the sink and restart
+# the job: such a message is a dead letter instead, as is one stamped before 1970.
+MAX_FUTURE_MS = 3_600_000
 _MAX_ERROR_CHARS = 2000
 
 HEADER_RESOLVER = "resolver"
@@ -253,6 +257,22 @@ class ResolverCore:
                 return epoch_ms(value)
         return msg.timestamp
 
+    def _bad_event_time(self, event: Any) -> str | None:
+        """Why the ``timestamp=`` field cannot stamp a Kafka record, or None if it can."""
+        value = getattr(event, self._timestamp or "", None)
+        if not isinstance(value, datetime.datetime):
+            return None  # no event time: the row takes the source record's timestamp
+        ts = epoch_ms(value)
+        if ts < 0:
+            return f"timestamp field {self._timestamp!r} is {value.isoformat()}, before 1970"
+        if ts > time.time() * 1000 + MAX_FUTURE_MS:
+            return (
+                f"timestamp field {self._timestamp!r} is {value.isoformat()}, more than "
+                f"{MAX_FUTURE_MS // 60_000} min in the future; Kafka refuses records stamped so "
+                "far ahead (log.message.timestamp.after.max.ms)"
+            )
+        return None
+
     def _late(self, event: Any, msg: RawMessage) -> bool:
         """Older than the source's ``late_arrival_deadline`` (by the event time) at arrival."""
         ts = self.event_time_ms(event, msg)
@@ -278,6 +298,10 @@ class ResolverCore:
         On success the returned ``encoded`` bytes are what the key's state must become. On a
         dead letter the caller keeps the old stored state (``state`` may have been mutated).
         """
+        if self._timestamp is not None:
+            bad = self._bad_event_time(d.event)
+            if bad is not None:
+                return self._dead(msg, "TimestampOutOfRange", bad)
         try:
             result = self._call(d.event, state)
         except Exception as e:

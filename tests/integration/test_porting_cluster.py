@@ -35,13 +35,14 @@ def _by(rows, resolver: str) -> list:
 def test_row_timestamps_aware_state_through_a_savepoint_and_late_arrivals(
     cluster, kafka, tmp_path: Path
 ):
-    events, late, sink = unique("events"), unique("late"), unique("features")
+    events, late, sink, dlq = unique("events"), unique("late"), unique("features"), unique("dlq")
     create_topic(kafka, events)
     create_topic(kafka, late)
     conf = tmp_path / "flink-job.toml"
     conf.write_text(
         f'[kafka]\nbootstrap_servers = "{kafka}"\n'
-        f'[sources.events]\ntopic = "{events}"\n[sources.late]\ntopic = "{late}"\n'
+        f'[sources.events]\ntopic = "{events}"\ndead_letter_queue_topic = "{dlq}"\n'
+        f'[sources.late]\ntopic = "{late}"\n'
     )
     # Event times with fixed offsets and UTC ("Z"); the record timestamps differ from them on
     # purpose. All within the last hours: the broker deletes records older than its retention
@@ -58,7 +59,11 @@ def test_row_timestamps_aware_state_through_a_savepoint_and_late_arrivals(
     timed_in = [_login(u, at) for u, at in first.items()] + [
         _login(u, at) for u, at in more.items()
     ]
-    produce(kafka, events, timed_in, timestamps=[now - 600_000 + i for i in range(4)])
+    # An event time a day ahead: the broker would refuse a row stamped with it (and the job
+    # would restart on it forever); it is a dead letter.
+    ahead = (base + dt.timedelta(days=1)).isoformat()
+    timed_in.append(_login("a", ahead))
+    produce(kafka, events, timed_in, timestamps=[now - 600_000 + i for i in range(5)])
     late_stamps = [now - 2 * DAY_MS, now - 60_000, now - 3 * DAY_MS, now - 30_000]
     late_in = [_login(u, "2024-01-01T00:00:00Z") for u in ("old1", "f1", "old2", "f2")]
     produce(kafka, late, late_in, timestamps=late_stamps)
@@ -86,6 +91,9 @@ def test_row_timestamps_aware_state_through_a_savepoint_and_late_arrivals(
         ("f1", late_stamps[1]),
         ("f2", late_stamps[3]),
     ]
+    (dead,) = read_all(kafka, dlq, expect=1, timeout=30)
+    assert dead.headers["dlq.error.class"] == b"TimestampOutOfRange"
+    assert dead.value == _login("a", ahead)[1]
     # The late counter shows with the job's others (counters flush on the next message).
     time.sleep(1)
     produce(kafka, late, [_login("f3", "2024-01-01T00:00:00Z")])

@@ -659,3 +659,27 @@ def test_a_windowed_dataframe_of_messages_is_refused_with_the_fix():
         ResolverDefinitionError, match=r"^resolver 'windowed': DataFrame\[LoginEvent\]"
     ):
         stream(source=SOURCE)(ns["windowed"])  # type: ignore[arg-type]  # built by exec
+
+
+def test_an_event_time_kafka_would_refuse_is_a_dead_letter_and_keeps_the_state():
+    # The broker refuses records stamped over an hour ahead; that would fail the sink and
+    # restart the job on every retry, so the message is a dead letter instead.
+    @stream(source=SOURCE, keys={"user_id": User.id}, timestamp="at")
+    def stamped(ev: TimedLogin, state: State[LoginState]) -> User:
+        state.unique_ips.add("x")
+        return User(id=ev.user_id, unique_ip_count=len(state.unique_ips))
+
+    now = dt.datetime.now(UTC)
+    result = replay(
+        stamped,
+        [
+            TimedLogin(user_id="u1", at=now + dt.timedelta(days=1)),
+            TimedLogin(user_id="u2", at=dt.datetime(1969, 12, 31, tzinfo=UTC)),
+            TimedLogin(user_id="u3", at=now + dt.timedelta(minutes=30)),
+        ],
+    )
+    assert [d.error_class for d in result.dead_letters] == ["TimestampOutOfRange"] * 2
+    assert "in the future" in result.dead_letters[0].error
+    assert "before 1970" in result.dead_letters[1].error
+    assert result.rows == [{"user.id": "u3", "user.unique_ip_count": 1}]
+    assert list(result.states) == ["u3"]
