@@ -18,7 +18,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, KeySelector, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
-from flink_job._core import Applied, DeadLetter, Decoded, RawMessage, ResolverCore
+from flink_job._core import LATE, Applied, DeadLetter, Decoded, RawMessage, ResolverCore
 from flink_job.loader import collect_resolvers, import_target
 from flink_job.streams import Resolver
 
@@ -28,18 +28,32 @@ UNKEYABLE = "\x00flink-job:unkeyable"
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # What the Python operators get per Kafka record (built by flink_job.job.MSG_SQL): (key,
-# value, partition, offset, headers, absent). The topic is the source's (in ResolverRef) and
-# the record timestamp is not used: every field crossing into Python costs time. A Tuple, not
+# value, partition, offset, headers, absent, timestamp), at the MSG_* indexes below. The topic
+# is the source's (in ResolverRef): every field crossing into Python costs time. A Tuple, not
 # a Row: PyFlink builds a Python Row object (and a RowKind) per Row crossing, a plain tuple for
 # a Tuple. Tuple fields cannot be null, so a missing key, value or headers map arrives as a
-# placeholder with its ABSENT_* bit set in `absent`.
+# placeholder with its ABSENT_* bit set in `absent`; a missing timestamp is NO_TIMESTAMP.
+MSG_FIELDS = ("key", "value", "partition", "offset", "headers", "absent", "timestamp")
+MSG_KEY, MSG_VALUE, MSG_PARTITION, MSG_OFFSET, MSG_HEADERS, MSG_ABSENT, MSG_TIMESTAMP = range(7)
 MSG_TYPE = Types.TUPLE(
-    [BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES), Types.INT()]
+    [
+        BYTES,
+        BYTES,
+        Types.INT(),
+        Types.LONG(),
+        Types.MAP(Types.STRING(), BYTES),
+        Types.INT(),
+        Types.LONG(),
+    ]
 )
 ABSENT_KEY, ABSENT_VALUE, ABSENT_HEADERS = 1, 2, 4
-# Feature rows: (record key, record value), a Tuple too; no key is b"" (feature-row keys are
-# JSON, never empty). The job adds the constant `resolver` header on the JVM.
-ROW_TYPE = Types.TUPLE([BYTES, BYTES])
+NO_TIMESTAMP = -1
+# Feature rows: (record key, record value, record timestamp in epoch ms), a Tuple too; no key
+# is b"" (feature-row keys are JSON, never empty), no timestamp is NO_TIMESTAMP (the broker
+# sets it). The job adds the constant `resolver` header on the JVM.
+ROW_FIELDS = ("key", "value", "timestamp")
+ROW_KEY, ROW_VALUE, ROW_TIMESTAMP = range(3)
+ROW_TYPE = Types.TUPLE([BYTES, BYTES, Types.LONG()])
 # Dead letters: record key, record value, headers.
 DEAD_TYPE = Types.ROW_NAMED(["k", "v", "headers"], [BYTES, BYTES, Types.MAP(Types.STRING(), BYTES)])
 DEAD_LETTERS = OutputTag("dead-letters", DEAD_TYPE)
@@ -124,14 +138,14 @@ class ResolverRef:
 
 def raw_message(msg: tuple[Any, ...], topic: str) -> RawMessage:
     """A message tuple (see MSG_TYPE) of ``topic`` as a RawMessage."""
-    key, value, partition, offset, headers, absent = msg
+    key, value, partition, offset, headers, absent, timestamp = msg
     return RawMessage(
         value=None if absent & ABSENT_VALUE else value,
         key=None if absent & ABSENT_KEY else key,
         topic=topic,
         partition=partition,
         offset=offset,
-        timestamp=None,
+        timestamp=None if timestamp == NO_TIMESTAMP else timestamp,
         headers=() if absent & ABSENT_HEADERS else tuple(headers.items()),
     )
 
@@ -186,8 +200,8 @@ class KeyOf(KeySelector):
 
     def get_key(self, value: tuple[Any, ...]) -> str:
         if not self._needs_parse:
-            k = value[0]
-            if value[5] & ABSENT_KEY:
+            k = value[MSG_KEY]
+            if value[MSG_ABSENT] & ABSENT_KEY:
                 return UNKEYABLE
             try:
                 return str(k.decode("utf-8"))
@@ -205,22 +219,25 @@ class KeyOf(KeySelector):
 class _Counters:
     """Job metrics, flushed to Flink at most every 0.5 s (each inc() is a call into Java)."""
 
-    FIELDS = ("eventsIn", "featureRows", "deadLetters", "skipped")
+    FIELDS = ("eventsIn", "featureRows", "deadLetters", "skipped", "lateArrivals")
 
     def __init__(self, runtime_context: RuntimeContext) -> None:
         group = runtime_context.get_metrics_group()
         self._flink = [group.counter(name) for name in self.FIELDS]
-        self.counts = [0, 0, 0, 0]
+        self.counts = [0] * len(self.FIELDS)
         self._next_flush = 0.0
 
-    def maybe_flush(self) -> None:
+    def maybe_flush(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now >= self._next_flush:
+        if force or now >= self._next_flush:
             self._next_flush = now + 0.5
-            for counter, n in zip(self._flink, self.counts, strict=True):
+            counts = self.counts
+            for i, (counter, n) in enumerate(zip(self._flink, counts, strict=True)):
                 if n:
                     counter.inc(n)
-            self.counts = [0, 0, 0, 0]
+                    # Zeroed in place: Resolve holds this very list while it processes the
+                    # element that triggered the flush (a new list lost that element's counts).
+                    counts[i] = 0
 
 
 class Resolve(KeyedProcessFunction):
@@ -250,7 +267,7 @@ class Resolve(KeyedProcessFunction):
         self._java_key = self.ref.keyed_in_java
 
     def close(self) -> None:
-        self._counters.maybe_flush()
+        self._counters.maybe_flush(force=True)
 
     def process_element(self, value: tuple[Any, ...], ctx: KeyedProcessFunction.Context) -> Any:
         core = self._core
@@ -258,7 +275,11 @@ class Resolve(KeyedProcessFunction):
         counts = self._counters.counts
         counts[0] += 1
         self._counters.maybe_flush()
-        handed = None if self._java_key else HANDOFF.take((self.ref.name, value[2], value[3]))
+        handed = (
+            None
+            if self._java_key
+            else HANDOFF.take((self.ref.name, value[MSG_PARTITION], value[MSG_OFFSET]))
+        )
         if handed is not None:
             d, msg = handed
         else:
@@ -268,8 +289,8 @@ class Resolve(KeyedProcessFunction):
                 counts[2] += 1
                 yield DEAD_LETTERS, _dead_row(decoded)
                 return
-            if not isinstance(decoded, Decoded):  # parse= skipped it
-                counts[3] += 1
+            if not isinstance(decoded, Decoded):  # parse= skipped it, or it came too late
+                counts[4 if decoded is LATE else 3] += 1
                 return
             d = decoded
             if self._java_key and d.key != ctx.get_current_key():
@@ -299,6 +320,7 @@ class Resolve(KeyedProcessFunction):
             if len(cache) >= self.STATE_CACHE_SIZE:
                 del cache[next(iter(cache))]  # the least recently used key
             cache[d.key] = (out.state, out.encoded)
-        if out.row is not None:
+        for row in out.rows:
             counts[1] += 1
-            yield out.row.key or b"", out.row.value
+            ts = NO_TIMESTAMP if row.timestamp is None else row.timestamp
+            yield row.key or b"", row.value, ts

@@ -79,6 +79,7 @@ class JobOptions:
     batch_size: int = 1000
     batch_time_ms: int = 20
     default_bootstrap_servers: str = "localhost:9092"
+    environment: str | None = None  # --environment: resolvers with environment= run only there
 
     @classmethod
     def from_conf(cls, **overrides: Any) -> JobOptions:
@@ -167,8 +168,9 @@ class SourceSettings:
     bootstrap_servers: str
     properties: dict[str, str | Secret]
     dead_letter_topic: str
-    group_id: str | None
+    group_id: str | None  # group_id_prefix
     max_message_bytes: int
+    client_id_prefix: str | None = None
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.properties.items() if not isinstance(v, Secret)}
@@ -247,8 +249,6 @@ def resolve_source(source: KafkaSource, options: JobOptions) -> SourceSettings:
     if merged.ssl_ca_file:
         props["ssl.truststore.location"] = merged.ssl_ca_file
         props["ssl.truststore.type"] = "PEM"
-    if merged.client_id_prefix:
-        props["client.id.prefix"] = merged.client_id_prefix
     for k, v in (merged.additional_kafka_args or {}).items():
         props[str(k)] = v
     return SourceSettings(
@@ -259,6 +259,7 @@ def resolve_source(source: KafkaSource, options: JobOptions) -> SourceSettings:
         dead_letter_topic=merged.dead_letter_queue_topic or options.dead_letter_topic,
         group_id=merged.group_id_prefix,
         max_message_bytes=merged.max_message_bytes or options.max_message_bytes,
+        client_id_prefix=merged.client_id_prefix,
     )
 
 

@@ -45,6 +45,7 @@ from flink_job._runtime import (
     DEAD_LETTERS,
     DEAD_TYPE,
     MSG_TYPE,
+    NO_TIMESTAMP,
     ROW_TYPE,
     UNKEYABLE,
     KeyOf,
@@ -53,7 +54,7 @@ from flink_job._runtime import (
 )
 from flink_job.config import JobOptions, SourceSettings, check_source_names, resolve_source
 from flink_job.errors import ConfigError
-from flink_job.loader import collect_resolvers, import_target
+from flink_job.loader import collect_resolvers, for_environment, import_target
 from flink_job.streams import Resolver
 
 __all__ = [
@@ -72,16 +73,42 @@ KEY_TYPE = Types.STRING()
 UNKEYABLE_SQL = "CONCAT(CHR(0), '" + UNKEYABLE[1:].replace("'", "''") + "')"
 
 
-# The message tuple (flink_job._runtime.MSG_TYPE) from a Kafka table's columns. Tuple fields
-# cannot be null: a null key or value, or no headers, is a placeholder with its bit set in
-# `absent` (SQL has no empty-map literal; Kafka tables give an empty map, never NULL).
+# The message tuple (flink_job._runtime.MSG_TYPE, fields in MSG_FIELDS order) from a Kafka
+# table's columns. Tuple fields cannot be null: a null key or value, or no headers, is a
+# placeholder with its bit set in `absent` (SQL has no empty-map literal; Kafka tables give an
+# empty map, never NULL); no record timestamp is NO_TIMESTAMP.
+# TIMESTAMP_LTZ has no cast to a number: epoch ms = whole minutes since the epoch (an INT, good
+# to year 6000) + the seconds and milliseconds within the minute.
+TS_MS_SQL = (
+    "CAST(TIMESTAMPDIFF(MINUTE, TO_TIMESTAMP_LTZ(0, 3), ts) AS BIGINT) * 60000 "
+    "+ EXTRACT(SECOND FROM ts) * 1000 + EXTRACT(MILLISECOND FROM ts)"
+)
 MSG_SQL = (
     "COALESCE(k, X''), COALESCE(v, X''), COALESCE(`partition`, -1), COALESCE(`offset`, -1), "
     "COALESCE(headers, CAST(MAP['', X''] AS MAP<STRING, BYTES>)), "
     f"CASE WHEN k IS NULL THEN {ABSENT_KEY} ELSE 0 END "
     f"+ CASE WHEN v IS NULL THEN {ABSENT_VALUE} ELSE 0 END "
-    f"+ CASE WHEN CARDINALITY(headers) > 0 THEN 0 ELSE {ABSENT_HEADERS} END"
+    f"+ CASE WHEN CARDINALITY(headers) > 0 THEN 0 ELSE {ABSENT_HEADERS} END, "
+    f"COALESCE({TS_MS_SQL}, {NO_TIMESTAMP})"
 )
+# A feature row (ROW_TYPE: f0 key, f1 value, f2 timestamp ms) as the sink table's columns: an
+# empty key is "no key", NO_TIMESTAMP lets the producer stamp the record.
+ROW_SQL = (
+    "NULLIF(f0, X'') AS k, f1 AS v, "
+    f"CASE WHEN f2 <> {NO_TIMESTAMP} THEN TO_TIMESTAMP_LTZ(f2, 3) END AS ts"
+)
+
+
+def consumer_ids(settings: SourceSettings, job_name: str, resolver: str) -> tuple[str, str | None]:
+    """The consumer group id and client id prefix of ``resolver``'s source.
+
+    Chalk's ``group_id_prefix`` / ``client_id_prefix`` are prefixes: ``<prefix><job>.<resolver>``,
+    so two resolvers reading one source never share a consumer group.
+    """
+    suffix = f"{job_name}.{resolver}"
+    group = f"{settings.group_id}{suffix}" if settings.group_id else f"flink-job.{suffix}"
+    client = f"{settings.client_id_prefix}{suffix}" if settings.client_id_prefix else None
+    return group, client
 
 
 def uid(*parts: str) -> str:
@@ -152,7 +179,9 @@ def build_job(
 ) -> BuiltJob:
     """Build the job for the resolvers in ``target`` (a .py file or a module name)."""
     module = import_target(target)
-    resolvers = resolvers if resolvers is not None else collect_resolvers(module)
+    resolvers = for_environment(
+        resolvers if resolvers is not None else collect_resolvers(module), options.environment
+    )
     if not resolvers:
         raise ConfigError(f"{target} defines no stream resolvers; fix: decorate with @stream")
     file = getattr(module, "__file__", None)
@@ -175,16 +204,16 @@ def build_job(
         ref = resolver_ref(r, module.__name__, file if is_file else None, options.execution_mode,
                            settings.max_message_bytes, settings.topic)  # fmt: skip
         table = f"src_{_ident(r.name)}"
-        group_id = settings.group_id or f"flink-job.{options.job_name}.{r.name}"
-        t_env.execute_sql(source_table_ddl(table, settings, group_id, options.starting_offsets).sql)
+        group_id, client_id = consumer_ids(settings, options.job_name, r.name)
+        ddl = source_table_ddl(table, settings, group_id, options.starting_offsets, client_id)
+        t_env.execute_sql(ddl.sql)
         out = resolver_stream(t_env, table, ref, batching(options))
         _set_source_uid(out, uid(r.name, "source"))
         # The `resolver` header is a constant: added here, on the JVM, not per row in Python.
         t_env.create_temporary_view(f"rows_{_ident(r.name)}", t_env.from_data_stream(out))
         rows.append(
             t_env.sql_query(
-                # (f0, f1) = ROW_TYPE; an empty key is "no key".
-                f"SELECT NULLIF(f0, X'') AS k, f1 AS v, "
+                f"SELECT {ROW_SQL}, "
                 f"MAP['resolver', CAST({_sql_str(r.name)} AS BYTES)] AS headers "
                 f"FROM rows_{_ident(r.name)}"
             )
@@ -211,6 +240,7 @@ def build_job(
                 name, topic, brokers, first_props, options.delivery,
                 transactional_id_prefix=f"{options.job_name}.{topic}",
                 transaction_timeout_ms=options.transaction_timeout_ms,
+                timestamp=topic == options.sink_topic,
             ).sql
         )  # fmt: skip
         statements.add_insert(name, output)
