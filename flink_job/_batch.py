@@ -18,9 +18,9 @@ Wire format (all integers big-endian; ``bytes`` = int32 length + data, length -1
   ``stored state``; per record: ``key index, absent bits, partition, offset (int64),
   timestamp (int64, -1 none), record key, record value, n_headers`` and per header
   ``name (WTF-8), value``.
-- answer: ``n_states, n_rows, n_dead, n_skipped``; per state: ``key index, payload``; per row:
-  ``record index, key, value, timestamp (int64, -1 none)``; per dead letter: ``record index,
-  key, value, n_headers`` and per header ``name (UTF-8), value``.
+- answer: ``n_states, n_rows, n_dead, n_skipped, n_late``; per state: ``key index,
+  payload``; per row: ``record index, key, value, timestamp (int64, -1 none)``; per dead
+  letter: ``record index, key, value, n_headers`` and per header ``name (UTF-8), value``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import json
 import struct
 from typing import Any
 
-from flink_job._core import Applied, DeadLetter, RawMessage, ResolverCore, step
+from flink_job._core import LATE, Applied, DeadLetter, RawMessage, ResolverCore, step
 
 __all__ = ["BatchStep"]
 
@@ -37,7 +37,7 @@ _I32 = struct.Struct(">i")
 _HEAD = struct.Struct(">ii")
 _RECORD = struct.Struct(">iiiqq")
 _NO_TIMESTAMP = -1  # flink_job._runtime.NO_TIMESTAMP: the record had none
-_ANSWER = struct.Struct(">iiii")
+_ANSWER = struct.Struct(">iiiii")
 _ABSENT_KEY, _ABSENT_VALUE, _ABSENT_HEADERS = 1, 2, 4  # flink_job._runtime.ABSENT_*
 
 
@@ -117,7 +117,7 @@ class BatchStep:
             store.start(key, stored)
         rows: list[bytes] = []
         dead: list[bytes] = []
-        skipped = 0
+        skipped = late = 0
         i32 = _I32.pack
         handoff, name = self._handoff, core.name
         for i in range(n_records):
@@ -149,6 +149,8 @@ class BatchStep:
                     rows.append(i32(i) + _frame(row.key) + _frame(row.value) + _I64(_ts(ts)))
             elif isinstance(out, DeadLetter):
                 dead.append(i32(i) + _dead_letter(out))
+            elif out is LATE:  # older than the source's late_arrival_deadline
+                late += 1
             else:  # skipped on purpose (parse= returned None)
                 skipped += 1
         states: list[bytes] = []
@@ -163,7 +165,7 @@ class BatchStep:
                     del cache[next(iter(cache))]  # the least recently used key
                 cache[key] = (obj, good)
         return b"".join(
-            [_ANSWER.pack(len(states), len(rows), len(dead), skipped), *states, *rows, *dead]
+            [_ANSWER.pack(len(states), len(rows), len(dead), skipped, late), *states, *rows, *dead]
         )
 
 

@@ -113,7 +113,7 @@ def run_batched(resolver, messages, size, stored=None, route=None, batch=None):
             [(keys.index(r), m) for r, m in zip(routed, chunk, strict=True)],
         )
         r = _Reader(batch.process(request))
-        n_states, n_rows, n_dead, _skipped = r.int(), r.int(), r.int(), r.int()
+        n_states, n_rows, n_dead, _skipped, _late = r.int(), r.int(), r.int(), r.int(), r.int()
         for _ in range(n_states):
             k = r.int()
             stored[keys[k]] = r.bytes()

@@ -104,6 +104,7 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
     private transient Counter featureRows;
     private transient Counter deadLetterCount;
     private transient Counter skipped;
+    private transient Counter lateArrivals;
     private transient Counter batches;
     private transient Counter pythonCpuNanos;
     private transient Counter flushCpuNanos;
@@ -165,6 +166,7 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         featureRows = getRuntimeContext().getMetricGroup().counter("featureRows");
         deadLetterCount = getRuntimeContext().getMetricGroup().counter("deadLetters");
         skipped = getRuntimeContext().getMetricGroup().counter("skipped");
+        lateArrivals = getRuntimeContext().getMetricGroup().counter("lateArrivals");
         // Where the time goes, per batch (two clock reads per batch, not per record).
         batches = getRuntimeContext().getMetricGroup().counter("batches");
         pythonCpuNanos = getRuntimeContext().getMetricGroup().counter("pythonCpuNanos");
@@ -293,6 +295,7 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         int nRows = in.readInt();
         int nDead = in.readInt();
         int nSkipped = in.readInt();
+        int nLate = in.readInt();
         for (int s = 0; s < nStates; s++) {
             int k = in.readInt();
             byte[] payload = readBytes();
@@ -326,6 +329,7 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         featureRows.inc(nRows);
         deadLetterCount.inc(nDead);
         skipped.inc(nSkipped);
+        lateArrivals.inc(nLate);
         batches.inc();
         keyObjects.clear();
         keyStrings.clear();
