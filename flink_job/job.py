@@ -34,15 +34,17 @@ from pyflink.table import StreamTableEnvironment, Table
 from connectors import jars
 from connectors.kafka_tables import sink_table_ddl, source_table_ddl
 from flink_job._core import DEFAULT_MAX_MESSAGE_BYTES as MAX_BYTES_DEFAULT
+from flink_job._core import ESCAPE
 from flink_job._keying import json_key_path
 from flink_job._runtime import (
     ABSENT_HEADERS,
     ABSENT_KEY,
     ABSENT_VALUE,
+    BYTES,
     DEAD_LETTERS,
     MSG_TYPE,
     ROW_TYPE,
-    UNKEYABLE,
+    FallbackKey,
     KeyOf,
     Resolve,
     ResolverRef,
@@ -55,8 +57,6 @@ from flink_job.streams import Resolver
 __all__ = ["BuiltJob", "build_job", "resolver_ref", "resolver_stream", "uid"]
 
 KEY_TYPE = Types.STRING()
-# The UNKEYABLE state key as a SQL expression (it starts with a NUL character).
-UNKEYABLE_SQL = "CONCAT(CHR(0), '" + UNKEYABLE[1:].replace("'", "''") + "')"
 
 
 # The message tuple (flink_job._runtime.MSG_TYPE) from a Kafka table's columns. Tuple fields
@@ -215,27 +215,7 @@ def resolver_stream(t_env: StreamTableEnvironment, table: str, ref: ResolverRef)
     Python key selector (``<resolver>/key``) computes it.
     """
     if ref.keyed_in_java:
-        path = ref.json_key_path
-        key = (
-            # Never parse a message over the size limit (it is a dead letter anyway); its
-            # character count is at most its byte count.
-            f"CASE WHEN CHAR_LENGTH(CAST(v AS STRING)) <= "
-            f"{ref.max_message_bytes or MAX_BYTES_DEFAULT} "
-            f"THEN JSON_VALUE(CAST(v AS STRING), '{path}') END"
-        )
-        query = (
-            f"SELECT COALESCE({key}, {UNKEYABLE_SQL}) AS state_key, ROW({MSG_SQL}) AS msg "
-            f"FROM {table}"
-        )
-        with_key = t_env.to_append_stream(
-            t_env.sql_query(query), Types.ROW_NAMED(["state_key", "msg"], [KEY_TYPE, MSG_TYPE])
-        )
-        # What DataStream.key_by builds after its Python AddKey operator: key by field 0 of
-        # Row(key, message); the keyed Python operator gets the message and the key.
-        j_keyed = with_key._j_data_stream.keyBy(
-            get_gateway().jvm.KeyByKeySelector(), Types.ROW([KEY_TYPE]).get_java_type_info()
-        )
-        keyed = KeyedStream(j_keyed, MSG_TYPE, with_key)
+        keyed = _keyed_on_the_jvm(t_env, table, ref)
     else:
         messages = t_env.to_append_stream(
             t_env.sql_query(f"SELECT {MSG_SQL} FROM {table}"), MSG_TYPE
@@ -247,6 +227,72 @@ def resolver_stream(t_env: StreamTableEnvironment, table: str, ref: ResolverRef)
         .name(f"resolve {ref.name}")
         .uid(uid(ref.name, "resolve"))
     )
+
+
+# Leading characters after which a JVM key is not used as is (flink_job._core.state_key
+# escapes them).
+_ESCAPED_STARTS = ("\ufeff", "\ufffe", ESCAPE)
+
+
+def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRef) -> KeyedStream:
+    """Key by ``JSON_VALUE`` in the SQL projection where that is certainly the key Python
+    would compute; every other message is keyed in Python (``FallbackKey``).
+
+    The JVM key is used only when it is a valid string (no lone surrogate: it must equal its
+    UTF-8 round trip) that state_key leaves as is. A NULL (a field missing or defaulted, a
+    message Jackson cannot read: NaN, Infinity, numbers over 1,000 digits, broken JSON, over
+    the size limit) goes to the fallback, which decodes as the Python key selector does (a
+    message it cannot decode gets UNKEYABLE and becomes a dead letter in the keyed operator).
+    """
+    path = ref.json_key_path
+    limit = ref.max_message_bytes or MAX_BYTES_DEFAULT
+    # Never parse a message over the size limit; its character count is at most its bytes.
+    jk = (
+        f"CASE WHEN CHAR_LENGTH(CAST(v AS STRING)) <= {limit} "
+        f"THEN JSON_VALUE(CAST(v AS STRING), '{path}') END"
+    )
+    certain = (
+        "jk IS NOT NULL AND DECODE(ENCODE(jk, 'UTF-8'), 'UTF-8') = jk "
+        f"AND SUBSTR(jk, 1, 1) NOT IN ({', '.join(_sql_str(c) for c in _ESCAPED_STARTS)})"
+    )
+    name = _ident(ref.name)
+    projected = t_env.sql_query(
+        f"SELECT CASE WHEN {certain} THEN jk END AS state_key, k, v, `partition`, `offset`, "
+        f"headers FROM (SELECT {jk} AS jk, k, v, `partition`, `offset`, headers FROM {table})"
+    )
+    # One read of the source, split in two: a DataStream converted back into a table is
+    # shared by both queries (two queries on the Kafka table would read it twice).
+    raw_type = Types.ROW_NAMED(
+        ["state_key", "k", "v", "partition", "offset", "headers"],
+        [KEY_TYPE, BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES)],
+    )
+    t_env.create_temporary_view(
+        f"jvmkey_{name}", t_env.from_data_stream(t_env.to_append_stream(projected, raw_type))
+    )
+    keyed_type = Types.ROW_NAMED(["state_key", "msg"], [KEY_TYPE, MSG_TYPE])
+    certain_rows = t_env.to_append_stream(
+        t_env.sql_query(
+            f"SELECT state_key, ROW({MSG_SQL}) AS msg FROM jvmkey_{name} "
+            "WHERE state_key IS NOT NULL"
+        ),
+        keyed_type,
+    )
+    fallback = (
+        t_env.to_append_stream(
+            t_env.sql_query(f"SELECT {MSG_SQL} FROM jvmkey_{name} WHERE state_key IS NULL"),
+            MSG_TYPE,
+        )
+        .map(FallbackKey(ref), output_type=keyed_type)
+        .name(f"key {ref.name} (fallback)")
+        .uid(uid(ref.name, "key"))
+    )
+    with_key = certain_rows.union(fallback)
+    # What DataStream.key_by builds after its Python AddKey operator: key by field 0 of
+    # Row(key, message); the keyed Python operator gets the message and the key.
+    j_keyed = with_key._j_data_stream.keyBy(
+        get_gateway().jvm.KeyByKeySelector(), Types.ROW([KEY_TYPE]).get_java_type_info()
+    )
+    return KeyedStream(j_keyed, MSG_TYPE, with_key)
 
 
 def resolver_ref(
