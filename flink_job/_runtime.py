@@ -109,6 +109,8 @@ class ResolverRef:
     topic: str = ""  # the source topic (dead-letter provenance)
     # Set when the state key arrives computed on the JVM (see flink_job._keying).
     json_key_path: str | None = None
+    # Per prefix of that path: the state key of a message where it is absent (its default).
+    json_key_defaults: tuple[tuple[str, str | None], ...] = ()
     # Unique per built job and resolver: scopes what its operators share in one interpreter
     # (the hand-off), which every job on the TaskManager shares in thread mode.
     scope: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)

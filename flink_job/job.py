@@ -35,7 +35,7 @@ from connectors import jars
 from connectors.kafka_tables import sink_table_ddl, source_table_ddl
 from flink_job._core import DEFAULT_MAX_MESSAGE_BYTES as MAX_BYTES_DEFAULT
 from flink_job._core import ESCAPE
-from flink_job._keying import json_key_path
+from flink_job._keying import CLEAN_JSON_REGEX, json_key_defaults, json_key_path
 from flink_job._runtime import (
     ABSENT_HEADERS,
     ABSENT_KEY,
@@ -44,6 +44,7 @@ from flink_job._runtime import (
     DEAD_LETTERS,
     MSG_TYPE,
     ROW_TYPE,
+    UNKEYABLE,
     FallbackKey,
     KeyOf,
     Resolve,
@@ -229,64 +230,85 @@ def resolver_stream(t_env: StreamTableEnvironment, table: str, ref: ResolverRef)
     )
 
 
-# Leading characters after which a JVM key is not used as is (flink_job._core.state_key
-# escapes them).
+# The UNKEYABLE state key as a SQL expression (it starts with a NUL character).
+UNKEYABLE_SQL = "CONCAT(CHR(0), " + "'" + UNKEYABLE[1:].replace("'", "''") + "')"
+# Leading characters that flink_job._core.state_key escapes (with ESCAPE, CHR(1)).
 _ESCAPED_STARTS = ("\ufeff", "\ufffe", ESCAPE)
 
 
 def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRef) -> KeyedStream:
-    """Key by ``JSON_VALUE`` in the SQL projection where that is certainly the key Python
-    would compute; every other message is keyed in Python (``FallbackKey``).
+    """Key by ``JSON_VALUE`` in the SQL projection, exactly as Python would key.
 
-    The JVM key is used only when it is a valid string (no lone surrogate: it must equal its
-    UTF-8 round trip) that state_key leaves as is. A NULL (a field missing or defaulted, a
-    message Jackson cannot read: NaN, Infinity, numbers over 1,000 digits, broken JSON, over
-    the size limit) goes to the fallback, which decodes as the Python key selector does (a
-    message it cannot decode gets UNKEYABLE and becomes a dead letter in the keyed operator).
+    Per message, on the JVM: over the size limit -> UNKEYABLE (a dead letter). Else the
+    string at the key path, from the message or, when Jackson cannot read it (NaN, Infinity,
+    numbers over 1,000 digits), from the message without its numeric members
+    (CLEAN_JSON_REGEX); a string that is not valid Unicode (a lone surrogate) -> UNKEYABLE,
+    one starting with U+FEFF, U+FFFE or ESCAPE -> escaped as state_key does. A member absent
+    along the path -> the key its default gives (json_key_defaults), UNKEYABLE for a
+    required one; present but null or not a string -> UNKEYABLE (pydantic refuses it too).
+    Only a message that Jackson cannot read even then is keyed in Python (FallbackKey).
     """
     path = ref.json_key_path
     limit = ref.max_message_bytes or MAX_BYTES_DEFAULT
-    # Never parse a message over the size limit; its character count is at most its bytes.
-    jk = (
-        f"CASE WHEN CHAR_LENGTH(CAST(v AS STRING)) <= {limit} "
-        f"THEN JSON_VALUE(CAST(v AS STRING), '{path}') END"
-    )
-    certain = (
-        "jk IS NOT NULL AND DECODE(ENCODE(jk, 'UTF-8'), 'UTF-8') = jk "
-        f"AND SUBSTR(jk, 1, 1) NOT IN ({', '.join(_sql_str(c) for c in _ESCAPED_STARTS)})"
-    )
     name = _ident(ref.name)
-    projected = t_env.sql_query(
-        f"SELECT CASE WHEN {certain} THEN jk END AS state_key, k, v, `partition`, `offset`, "
-        f"headers FROM (SELECT {jk} AS jk, k, v, `partition`, `offset`, headers FROM {table})"
+    cols = "k, v, `partition`, `offset`, headers"
+    # Stage 1: the document (never one over the size limit: its character count is at most
+    # its byte count) and its key, parsed once.
+    stage1 = t_env.sql_query(
+        f"SELECT {cols}, doc, JSON_VALUE(doc, '{path}') AS jv FROM (SELECT {cols}, "
+        f"CASE WHEN CHAR_LENGTH(CAST(v AS STRING)) <= {limit} THEN CAST(v AS STRING) END "
+        f"AS doc FROM {table})"
     )
-    # One read of the source, split in two: a DataStream converted back into a table is
-    # shared by both queries (two queries on the Kafka table would read it twice).
-    raw_type = Types.ROW_NAMED(
-        ["state_key", "k", "v", "partition", "offset", "headers"],
-        [KEY_TYPE, BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES)],
+    raw = ["k", "v", "partition", "offset", "headers"]
+    raw_types = [BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES)]
+    _materialize(
+        t_env, stage1, f"jvmkey1_{name}",
+        Types.ROW_NAMED([*raw, "doc", "jv"], [*raw_types, KEY_TYPE, KEY_TYPE]),
+    )  # fmt: skip
+    clean = f"REGEXP_REPLACE(doc, {_sql_str(CLEAN_JSON_REGEX)}, '$1')"
+    jk = f"CASE WHEN jv IS NOT NULL THEN jv ELSE JSON_VALUE({clean}, '{path}') END"
+    starts = ", ".join(_sql_str(c) for c in _ESCAPED_STARTS)
+    absent = " ".join(
+        f"WHEN NOT JSON_EXISTS({clean}, '{prefix}') THEN "
+        f"{UNKEYABLE_SQL if key is None else _sql_str(key)}"
+        for prefix, key in ref.json_key_defaults
     )
-    t_env.create_temporary_view(
-        f"jvmkey_{name}", t_env.from_data_stream(t_env.to_append_stream(projected, raw_type))
+    state_key = (
+        f"CASE WHEN doc IS NULL THEN {UNKEYABLE_SQL} "
+        f"WHEN jk IS NOT NULL THEN CASE "
+        f"WHEN DECODE(ENCODE(jk, 'UTF-8'), 'UTF-8') <> jk THEN {UNKEYABLE_SQL} "
+        f"WHEN SUBSTR(jk, 1, 1) IN ({starts}) THEN CONCAT(CHR(1), jk) ELSE jk END "
+        f"WHEN JSON_EXISTS({clean}, 'lax $') THEN CASE {absent} ELSE {UNKEYABLE_SQL} END END"
     )
+    # Stage 2: the state key (NULL: keyed in Python), computed once per message.
+    stage2 = t_env.sql_query(
+        f"SELECT {state_key} AS state_key, {cols} FROM "
+        f"(SELECT {cols}, doc, {jk} AS jk, jv FROM jvmkey1_{name})"
+    )
+    _materialize(
+        t_env, stage2, f"jvmkey2_{name}",
+        Types.ROW_NAMED(["state_key", *raw], [KEY_TYPE, *raw_types]),
+    )  # fmt: skip
+    # Stage 3: one read of the source, split in two (two queries on the Kafka table would
+    # read it twice; a DataStream turned back into a table is shared).
     keyed_type = Types.ROW_NAMED(["state_key", "msg"], [KEY_TYPE, MSG_TYPE])
-    certain_rows = t_env.to_append_stream(
+    on_jvm = t_env.to_append_stream(
         t_env.sql_query(
-            f"SELECT state_key, ROW({MSG_SQL}) AS msg FROM jvmkey_{name} "
+            f"SELECT state_key, ROW({MSG_SQL}) AS msg FROM jvmkey2_{name} "
             "WHERE state_key IS NOT NULL"
         ),
         keyed_type,
     )
-    fallback = (
+    in_python = (
         t_env.to_append_stream(
-            t_env.sql_query(f"SELECT {MSG_SQL} FROM jvmkey_{name} WHERE state_key IS NULL"),
+            t_env.sql_query(f"SELECT {MSG_SQL} FROM jvmkey2_{name} WHERE state_key IS NULL"),
             MSG_TYPE,
         )
         .map(FallbackKey(ref), output_type=keyed_type)
         .name(f"key {ref.name} (fallback)")
         .uid(uid(ref.name, "key"))
     )
-    with_key = certain_rows.union(fallback)
+    with_key = on_jvm.union(in_python)
     # What DataStream.key_by builds after its Python AddKey operator: key by field 0 of
     # Row(key, message); the keyed Python operator gets the message and the key.
     j_keyed = with_key._j_data_stream.keyBy(
@@ -295,14 +317,24 @@ def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRe
     return KeyedStream(j_keyed, MSG_TYPE, with_key)
 
 
+def _materialize(t_env: StreamTableEnvironment, table: Table, view: str, row_type: Any) -> None:
+    """``table`` as a view computed once per row (a DataStream in between: the planner would
+    otherwise inline the view and compute its expressions again at every use)."""
+    t_env.create_temporary_view(
+        view, t_env.from_data_stream(t_env.to_append_stream(table, row_type))
+    )
+
+
 def resolver_ref(
     r: Resolver[Any, Any], module: str, file: str | None, execution_mode: str,
     max_message_bytes: int | None = None, topic: str = "",
 ) -> ResolverRef:  # fmt: skip
     """How workers find ``r``, and how its messages are keyed."""
+    path = json_key_path(r)
     return ResolverRef(
         module=module, file=file, name=r.name, max_message_bytes=max_message_bytes,
-        execution_mode=execution_mode, topic=topic, json_key_path=json_key_path(r),
+        execution_mode=execution_mode, topic=topic, json_key_path=path,
+        json_key_defaults=json_key_defaults(r) if path else (),
     )  # fmt: skip
 
 
