@@ -67,23 +67,25 @@ def json_key_path(resolver: Resolver[Any, Any]) -> str | None:
 
 
 # Jackson (JSON_VALUE) refuses what Python's json module writes and pydantic reads: NaN,
-# Infinity, numbers over 1,000 digits. This Java regex drops every object member and array
-# element whose value is such a token (or any number: the key is a string) and keeps
-# everything else as is. Strings are matched whole (possessive), so nothing inside a string
-# is ever touched, and the members along the key path keep their string value; replaced by
-# group 1, i.e. a kept string stays and a dropped member becomes nothing.
+# Infinity, numbers over 1,000 digits. The document without them: every match of this Java
+# regex, in order, joined (REGEXP_EXTRACT_ALL of group 1; Flink's REGEXP_REPLACE takes no
+# group references). Matches without group 1 are object members and array elements whose
+# value is such a token or any number (the key is a string): dropped. Strings are matched
+# whole (possessive), so nothing inside a string is ever touched, and the members along the
+# key path keep their string value.
 _STR = r'"(?:[^"\\]|\\.)*+"'
 _BAD = r"(?:NaN|-?Infinity|-?[0-9][0-9.eE+-]*+)"
 _WS = r"[ \t\n\r]*+"
 CLEAN_JSON_REGEX = "|".join(
     [
-        f"({_STR})(?!{_WS}:{_WS}{_BAD})",  # a string that stays
         f",{_WS}{_STR}{_WS}:{_WS}{_BAD}",  # , "member": BAD
         f"{_STR}{_WS}:{_WS}{_BAD}{_WS},?",  # "member": BAD ,
         f",{_WS}{_BAD}",  # , BAD (array element)
         f"{_BAD}{_WS},?",  # BAD , (first array element)
+        f'([^",NI0-9-]++|{_STR}|[\\s\\S])',  # everything else: kept
     ]
 )
+
 
 _NOT_STR = object()
 

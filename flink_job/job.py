@@ -265,26 +265,36 @@ def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRe
         t_env, stage1, f"jvmkey1_{name}",
         Types.ROW_NAMED([*raw, "doc", "jv"], [*raw_types, KEY_TYPE, KEY_TYPE]),
     )  # fmt: skip
-    clean = f"REGEXP_REPLACE(doc, {_sql_str(CLEAN_JSON_REGEX)}, '$1')"
-    jk = f"CASE WHEN jv IS NOT NULL THEN jv ELSE JSON_VALUE({clean}, '{path}') END"
     starts = ", ".join(_sql_str(c) for c in _ESCAPED_STARTS)
-    absent = " ".join(
-        f"WHEN NOT JSON_EXISTS({clean}, '{prefix}') THEN "
-        f"{UNKEYABLE_SQL if key is None else _sql_str(key)}"
-        for prefix, key in ref.json_key_defaults
-    )
+
+    def absent(d: str) -> str:
+        return " ".join(
+            f"WHEN NOT JSON_EXISTS({d}, '{prefix}') THEN "
+            f"{UNKEYABLE_SQL if key is None else _sql_str(key)}"
+            for prefix, key in ref.json_key_defaults
+        )
+
+    def checked(k: str) -> str:
+        return (
+            f"CASE WHEN DECODE(ENCODE({k}, 'UTF-8'), 'UTF-8') <> {k} THEN {UNKEYABLE_SQL} "
+            f"WHEN SUBSTR({k}, 1, 1) IN ({starts}) THEN CONCAT(CHR(1), {k}) ELSE {k} END"
+        )
+
+    clean = f"ARRAY_JOIN(REGEXP_EXTRACT_ALL(doc, {_sql_str(CLEAN_JSON_REGEX)}, 1), '')"
+    jv2 = f"JSON_VALUE({clean}, '{path}')"
+    # A member absent along the path: its default's key; present but null or no string:
+    # UNKEYABLE (pydantic refuses it too). The cleaned document only when Jackson cannot read
+    # the message itself.
     state_key = (
         f"CASE WHEN doc IS NULL THEN {UNKEYABLE_SQL} "
-        f"WHEN jk IS NOT NULL THEN CASE "
-        f"WHEN DECODE(ENCODE(jk, 'UTF-8'), 'UTF-8') <> jk THEN {UNKEYABLE_SQL} "
-        f"WHEN SUBSTR(jk, 1, 1) IN ({starts}) THEN CONCAT(CHR(1), jk) ELSE jk END "
-        f"WHEN JSON_EXISTS({clean}, 'lax $') THEN CASE {absent} ELSE {UNKEYABLE_SQL} END END"
+        f"WHEN jv IS NOT NULL THEN {checked('jv')} "
+        f"WHEN JSON_EXISTS(doc, 'lax $') THEN CASE {absent('doc')} ELSE {UNKEYABLE_SQL} END "
+        f"WHEN {jv2} IS NOT NULL THEN {checked(jv2)} "
+        f"WHEN JSON_EXISTS({clean}, 'lax $') THEN CASE {absent(clean)} ELSE {UNKEYABLE_SQL} END "
+        "END"
     )
     # Stage 2: the state key (NULL: keyed in Python), computed once per message.
-    stage2 = t_env.sql_query(
-        f"SELECT {state_key} AS state_key, {cols} FROM "
-        f"(SELECT {cols}, doc, {jk} AS jk, jv FROM jvmkey1_{name})"
-    )
+    stage2 = t_env.sql_query(f"SELECT {state_key} AS state_key, {cols} FROM jvmkey1_{name}")
     _materialize(
         t_env, stage2, f"jvmkey2_{name}",
         Types.ROW_NAMED(["state_key", *raw], [KEY_TYPE, *raw_types]),
