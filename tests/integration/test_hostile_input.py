@@ -75,7 +75,7 @@ def test_hostile_inputs_give_exactly_replays_rows_and_dead_letters(kafka, run_jo
     import sys
 
     sys.path.insert(0, str(APPS))
-    import hostile_app  # noqa: PLC0415
+    import hostile_app
 
     source, sink, dlq = unique("hostile"), unique("features"), unique("dlq")
     # One partition: the order of rows per resolver is the order of the records.
@@ -95,7 +95,11 @@ def test_hostile_inputs_give_exactly_replays_rows_and_dead_letters(kafka, run_jo
     }  # fmt: skip
 
     job = run_job(
-        APP, "--sink-topic", sink, "--starting-offsets", "earliest",
+        APP,
+        "--sink-topic",
+        sink,
+        "--starting-offsets",
+        "earliest",
         conf=f'[sources.events]\ntopic = "{source}"\ndead_letter_queue_topic = "{dlq}"\n',
     )
     rows = read_all(kafka, sink, expect=len(expected.records), timeout=150, settle=5)
