@@ -55,11 +55,32 @@ def load_conf() -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {e}; fix the file") from None
 
 
+DEFAULT_JOB_NAME = "flink-job"
+
+
+def job_identity(job_name: str, module: str) -> str:
+    """The name a job runs under, which also names its Kafka consumer groups and
+    transactional ids: the job name, or - for the default name - the default name plus the
+    resolver module, so two jobs on defaults never share a consumer group or a transactional
+    id (a fenced producer is taken as committed by the connector: data loss)."""
+    return f"{job_name}.{module}" if job_name == DEFAULT_JOB_NAME else job_name
+
+
+def consumer_group(identity: str, resolver: str) -> str:
+    """The default consumer group of ``resolver`` in the job named ``identity``."""
+    return f"flink-job.{identity}.{resolver}"
+
+
+def transactional_id_prefix(identity: str, topic: str) -> str:
+    """The transactional id prefix of the job's exactly-once sink writing ``topic``."""
+    return f"{identity}.{topic}"
+
+
 @dataclasses.dataclass(frozen=True)
 class JobOptions:
     """How to build and run the job. ``from_conf`` fills unset values from conf/env."""
 
-    job_name: str = "flink-job"
+    job_name: str = DEFAULT_JOB_NAME
     bootstrap_servers: str | None = None  # overrides every source's brokers (--bootstrap-servers)
     sink_topic: str = "features"
     dead_letter_topic: str = "dead-letters"

@@ -50,7 +50,15 @@ from flink_job._runtime import (
     Resolve,
     ResolverRef,
 )
-from flink_job.config import JobOptions, SourceSettings, check_source_names, resolve_source
+from flink_job.config import (
+    JobOptions,
+    SourceSettings,
+    check_source_names,
+    consumer_group,
+    job_identity,
+    resolve_source,
+    transactional_id_prefix,
+)
 from flink_job.errors import ConfigError
 from flink_job.loader import collect_resolvers, import_target
 from flink_job.streams import Resolver
@@ -91,6 +99,7 @@ class BuiltJob:
     resolvers: list[Resolver[Any, Any]]
     sources: dict[str, SourceSettings]  # resolver name -> its source
     sink_topics: list[str]  # the feature topic first, then dead-letter topics
+    name: str = ""  # what the job runs under (config.job_identity)
 
     def plan(self) -> str:
         """The execution plan JSON (``env.get_execution_plan()``)."""
@@ -149,6 +158,7 @@ def build_job(
     if env is None:
         env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(options))
     env.set_parallelism(options.parallelism)
+    name = job_identity(options.job_name, module.__name__)
     if is_file and file:
         env.add_python_file(file)
     t_env = StreamTableEnvironment.create(env)
@@ -163,7 +173,7 @@ def build_job(
         ref = resolver_ref(r, module.__name__, file if is_file else None, options.execution_mode,
                            settings.max_message_bytes, settings.topic)  # fmt: skip
         table = f"src_{_ident(r.name)}"
-        group_id = settings.group_id or f"flink-job.{options.job_name}.{r.name}"
+        group_id = settings.group_id or consumer_group(name, r.name)
         t_env.execute_sql(source_table_ddl(table, settings, group_id, options.starting_offsets).sql)
         out = resolver_stream(t_env, table, ref)
         _set_source_uid(out, uid(r.name, "source"))
@@ -197,14 +207,14 @@ def build_job(
         t_env.execute_sql(
             sink_table_ddl(
                 name, topic, brokers, first_props, options.delivery,
-                transactional_id_prefix=f"{options.job_name}.{topic}",
+                transactional_id_prefix=transactional_id_prefix(name, topic),
                 transaction_timeout_ms=options.transaction_timeout_ms,
             ).sql
         )  # fmt: skip
         statements.add_insert(name, output)
     statements.attach_as_datastream()
     _set_sink_uids(env, {f"sink_{_ident(t)}": uid("sink", t) for t in sink_topics})
-    return BuiltJob(env, t_env, options, resolvers, sources, sink_topics)
+    return BuiltJob(env, t_env, options, resolvers, sources, sink_topics, name)
 
 
 def resolver_stream(t_env: StreamTableEnvironment, table: str, ref: ResolverRef) -> DataStream:

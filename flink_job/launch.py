@@ -121,7 +121,7 @@ def start_local(target: str, options: JobOptions) -> LocalJob:
     env = StreamExecutionEnvironment.get_execution_environment(config)
     try:
         job = build_job(target, options, env=env, resolvers=resolvers)
-        client = job.env.execute_async(options.job_name)
+        client = job.env.execute_async(job.name)
     except (TableException, Exception) as e:
         if isinstance(e, FlinkJobError):
             raise
@@ -214,7 +214,8 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
     )  # fmt: skip
     try:
         job = build_job(target, options, env=env, resolvers=resolvers)
-        client = job.env.execute_async(options.job_name)
+        refuse_duplicate(FlinkRest(jobmanager), job.name)
+        client = job.env.execute_async(job.name)
     except Exception as e:
         if isinstance(e, FlinkJobError):
             raise
@@ -223,6 +224,24 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
     job_id = str(client.get_job_id())
     _wait_running(FlinkRest(jobmanager), job_id)
     return job_id
+
+
+# Job states in which a job still holds its consumer groups and transactional ids.
+ACTIVE = frozenset(
+    ["INITIALIZING", "CREATED", "RUNNING", "FAILING", "CANCELLING", "RESTARTING", "RECONCILING", "SUSPENDED"]
+)
+
+
+def refuse_duplicate(rest: Any, name: str) -> None:
+    """Refuse to start a job named ``name`` while one of that name is active on the cluster:
+    both would use the same consumer groups and transactional ids (config.job_identity)."""
+    for j in rest.get("/jobs/overview").get("jobs", []):
+        if j.get("name") == name and j.get("state") in ACTIVE:
+            raise FlinkJobError(
+                f"job {name!r} is already {j['state'].lower()} on this cluster (job id "
+                f"{j['jid']}); a second one would share its consumer groups and Kafka "
+                "transactional ids; fix: stop it first, or give this job another --job-name"
+            )
 
 
 def _wait_running(rest: Any, job_id: str, timeout: float = 90.0) -> None:
