@@ -228,7 +228,8 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
 
 # Job states in which a job still holds its consumer groups and transactional ids.
 ACTIVE = frozenset(
-    ["INITIALIZING", "CREATED", "RUNNING", "FAILING", "CANCELLING", "RESTARTING", "RECONCILING", "SUSPENDED"]
+    {"INITIALIZING", "CREATED", "RUNNING", "FAILING", "CANCELLING", "RESTARTING"}
+    | {"RECONCILING", "SUSPENDED"}
 )
 
 
