@@ -49,7 +49,9 @@ class Count:
 
 
 @stream(source=KafkaSource(name="events"), keys={"user_id": User.id})
-def count_events(event: Event, state: State[Count]) -> Features[User.id, User.events, User.last_seq]:  # noqa: E501
+def count_events(
+    event: Event, state: State[Count]
+) -> Features[User.id, User.events, User.last_seq]:
     state.n += 1
     return User(id=event.user_id, events=state.n, last_seq=event.seq)
 """
