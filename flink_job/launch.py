@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -136,6 +137,7 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
     print(f"job {job.job_id} running on a local MiniCluster (Ctrl-C stops it)", file=sys.stderr)
 
     def _terminate(signum: int, frame: Any) -> None:
+        logging.disable(logging.CRITICAL)  # see below: the gateway may be going away already
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
@@ -166,6 +168,10 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
             time.sleep(2)
     except KeyboardInterrupt:
         print("stopping...", file=sys.stderr)
+        # A supervisor's SIGTERM often reaches the gateway JVM too: py4j would log a
+        # traceback (some on the root logger) for every call it can no longer make, here and
+        # at exit. A stop is a normal event: nothing more is logged.
+        logging.disable(logging.CRITICAL)
         job.cancel()
         return 0
     if status in ("FAILED", "ENDED") and last_cause:

@@ -11,6 +11,8 @@ value, headers) must be exactly ``replay``'s on the same records, with zero rest
 from __future__ import annotations
 
 import json
+import os
+import signal
 from typing import Any
 
 from flink_job._core import DLQ_VALUE_TRUNCATED, DeadLetter, RawMessage
@@ -123,3 +125,11 @@ def test_hostile_inputs_give_exactly_replays_rows_and_dead_letters(kafka, run_jo
     assert len(cut) == 3 and all(int(d.headers[DLQ_VALUE_TRUNCATED]) == HUGE for d in cut)
 
     assert "RESTARTING" not in out and "job restarting" not in out, out[-3000:]
+
+    # Stopped as a supervisor stops it (SIGTERM to the process group, the gateway JVM
+    # included): a normal event, one line, exit 0.
+    os.killpg(job.proc.pid, signal.SIGTERM)
+    assert job.proc.wait(60) == 0, job.output()[-3000:]
+    tail = job.output()[len(out) :]
+    assert "Traceback" not in tail and "Error" not in tail, tail[-3000:]
+    assert tail.strip().splitlines()[-1] == "stopping...", tail
