@@ -232,10 +232,10 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
     return job_id
 
 
-# Job states in which a job still holds its consumer groups and transactional ids.
+# Job states in which a job still holds (or will hold again) its consumer groups and
+# transactional ids. A job being cancelled is ending: not counted.
 ACTIVE = frozenset(
-    {"INITIALIZING", "CREATED", "RUNNING", "FAILING", "CANCELLING", "RESTARTING"}
-    | {"RECONCILING", "SUSPENDED"}
+    {"INITIALIZING", "CREATED", "RUNNING", "FAILING", "RESTARTING", "RECONCILING", "SUSPENDED"}
 )
 
 
