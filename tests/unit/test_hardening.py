@@ -361,3 +361,18 @@ def _has_number(v) -> bool:  # type: ignore[no-untyped-def]
     if isinstance(v, list):
         return any(_has_number(x) for x in v)
     return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def test_the_jvm_keyings_python_fallback_keys_exactly_as_the_key_selector():
+    from flink_job._runtime import UNKEYABLE, FallbackKey
+
+    ref = ResolverRef(module=__name__, file=None, name="count", json_key_path="$.user_id")
+    fallback = FallbackKey(ref)
+    fallback._core = ResolverCore(count)
+    handoff = _Handoff()
+    fallback._handoff = handoff
+    good = as_tuple(msg('{"user_id": "\ufeffu", "n": NaN}'.encode("utf-8").replace(b"NaN", b"1")))
+    row = fallback.map(good)
+    assert row[0] == "\x01\ufeffu" and row[1] is good
+    assert handoff.take("count", good) is not None  # the keyed operator reuses the decode
+    assert fallback.map(as_tuple(msg(b'{"user_id": 5}')))[0] == UNKEYABLE
