@@ -326,7 +326,7 @@ def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRe
         )
         .map(FallbackKey(ref), output_type=keyed_type)
         .name(f"key {ref.name} (fallback)")
-        .uid(uid(ref.name, "key"))
+        .uid(uid(ref.name, "key-fallback"))
     )
     with_key = on_jvm.union(in_python)
     # What DataStream.key_by builds after its Python AddKey operator: key by field 0 of
