@@ -79,7 +79,15 @@ def build(variant: str, values: list[bytes]):  # type: ignore[no-untyped-def]
         # Exactly what the job builds after its Kafka table: the same SQL projection, keying
         # and keyed operator, over an in-memory table with the Kafka table's columns.
         t_env = StreamTableEnvironment.create(env)
-        t_env.create_temporary_view("bench_source", t_env.from_data_stream(src))
+        t_env.create_temporary_view("bench_raw", t_env.from_data_stream(src))
+        # The Kafka table's `ts` is a TIMESTAMP_LTZ(3) (the record timestamp).
+        t_env.create_temporary_view(
+            "bench_source",
+            t_env.sql_query(
+                "SELECT k, v, topic, `partition`, `offset`, TO_TIMESTAMP_LTZ(ts, 3) AS ts, "
+                "headers FROM bench_raw"
+            ),
+        )
         ref = resolver_ref(track_unique_ips, "bench.workload", None, mode, None, "bench")
         if variant.startswith("project-pykey"):  # the general path: a Python key selector
             ref = dataclasses.replace(ref, json_key_path=None)
@@ -167,7 +175,7 @@ def build_generated(count: int, keys: int):  # type: ignore[no-untyped-def]
         f"'user_id' VALUE CONCAT('user-', CAST(MOD(id * 7919, {keys}) AS STRING)), "
         "'ip_address' VALUE CONCAT('10.0.0.', CAST(MOD(id * 31, 64) AS STRING))) AS BYTES) AS v, "
         "'bench' AS topic, CAST(0 AS INT) AS `partition`, id AS `offset`, "
-        "CAST(0 AS BIGINT) AS ts, CAST(NULL AS MAP<STRING, BYTES>) AS headers FROM gen"
+        "TO_TIMESTAMP_LTZ(0, 3) AS ts, CAST(NULL AS MAP<STRING, BYTES>) AS headers FROM gen"
     ))  # fmt: skip
     ref = resolver_ref(track_unique_ips, "bench.workload", None, "thread", None, "bench")
     out = resolver_stream(t_env, "bench_source", ref)

@@ -60,6 +60,7 @@ def source_table_ddl(
     settings: object,
     group_id: str,
     starting_offsets: str,
+    client_id_prefix: str | None = None,
 ) -> Ddl:
     """The source table: ``k``, ``v`` (raw bytes), then topic, partition, offset, ts, headers."""
     from flink_job.config import SourceSettings
@@ -79,6 +80,8 @@ def source_table_ddl(
         "value.fields-include": "EXCEPT_KEY",
         **_client_props(settings.properties),
     }
+    if client_id_prefix:
+        options["client.id.prefix"] = client_id_prefix
     real, masked = _with(options)
     head = (
         f"CREATE TABLE `{table}` (\n"
@@ -103,8 +106,10 @@ def sink_table_ddl(
     *,
     transactional_id_prefix: str,
     transaction_timeout_ms: int,
+    timestamp: bool = False,
 ) -> Ddl:
-    """A sink table writing ``k`` as the record key, ``v`` as the value, plus headers."""
+    """A sink table writing ``k`` as the record key, ``v`` as the value, plus headers; with
+    ``timestamp``, a ``ts`` column sets the record timestamp (NULL: the producer's clock)."""
     options: dict[str, str | Secret] = {
         "connector": "kafka",
         "topic": topic,
@@ -125,7 +130,8 @@ def sink_table_ddl(
         f"CREATE TABLE `{table}` (\n"
         "  `k` BYTES,\n"
         "  `v` BYTES,\n"
-        "  `headers` MAP<STRING, BYTES> METADATA\n"
+        + ("  `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',\n" if timestamp else "")
+        + "  `headers` MAP<STRING, BYTES> METADATA\n"
         ") WITH (\n  "
     )
     return Ddl(head + real + "\n)", head + masked + "\n)")

@@ -11,23 +11,27 @@ from flink_job.errors import (
     ResolverDefinitionError,
     StateSchemaError,
 )
-from flink_job.features import Feature, Features, Primary, features
+from flink_job.features import DataFrame, Feature, Features, FeatureTime, Primary, feature, features
 from flink_job.sources import KafkaSource
-from flink_job.state import State
+from flink_job.state import KeyedState, State
 from flink_job.streams import Resolver, stream
 
 __all__ = [
     "ConfigError",
+    "DataFrame",
     "EnvironmentNotReadyError",
     "Feature",
+    "FeatureTime",
     "Features",
     "FlinkJobError",
     "KafkaSource",
+    "KeyedState",
     "Primary",
     "Resolver",
     "ResolverDefinitionError",
     "State",
     "StateSchemaError",
+    "feature",
     "features",
     "stream",
 ]

@@ -13,7 +13,9 @@ returned and the new state encoded.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import time
 import traceback
 from typing import Any
 
@@ -25,6 +27,10 @@ from flink_job.features import feature_set
 from flink_job.streams import Resolver
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+# A feature row stamped later than this ahead of the broker's clock is refused by it (Kafka's
+# log.message.timestamp.after.max.ms, 1 h by default), which would fail the sink and restart
+# the job: such a message is a dead letter instead, as is one stamped before 1970.
+MAX_FUTURE_MS = 3_600_000
 _MAX_ERROR_CHARS = 2000
 # The largest dead-letter record written (key + value + headers): below the broker's default
 # message.max.bytes (1,048,588) with room for the batch overhead, so every dead letter fits a
@@ -111,6 +117,7 @@ class FeatureRow:
     resolver: str
     key: bytes | None
     value: bytes
+    timestamp: int | None = None  # the Kafka record timestamp (epoch ms); None: the broker's
 
     def as_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.value)
@@ -130,16 +137,42 @@ class Decoded:
 class Applied:
     """The result of running the resolver on one decoded message."""
 
-    row: FeatureRow | None
+    rows: tuple[FeatureRow, ...]  # in the order the resolver returned them
     state: Any  # the state object after the resolver (None for stateless resolvers)
     encoded: bytes | None  # what to store for the key (None: nothing to store)
 
+    @property
+    def row(self) -> FeatureRow | None:
+        """The first (usually the only) feature row, or None."""
+        return self.rows[0] if self.rows else None
+
 
 class Skip:
-    """``parse=`` returned ``None``: the message is skipped on purpose (not a dead letter)."""
+    """A message skipped on purpose (not a dead letter): ``parse=`` returned ``None``
+    (:data:`SKIP`), or it arrived later than the source's ``late_arrival_deadline``
+    (:data:`LATE`). Each is counted."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Skip({self.reason!r})"
 
 
-SKIP = Skip()
+SKIP = Skip("parse")
+LATE = Skip("late")
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_MS = datetime.timedelta(milliseconds=1)
+
+
+def epoch_ms(value: datetime.datetime) -> int:
+    """Epoch milliseconds of ``value``; a naive datetime is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return (value - _EPOCH) // _MS
 
 
 # A state key reaches the Python operators through pemja in thread mode, which decodes Java
@@ -191,6 +224,9 @@ class ResolverCore:
         self._allowed = {f.fqn for f in resolver.output.allowed}
         self._allowed_names = {(f.owner, f.name) for f in resolver.output.allowed}
         self._shapes: dict[type, tuple[frozenset[str], dict[str, str]]] = {}
+        self._call = resolver.call
+        self._timestamp = resolver.timestamp
+        self._deadline_ms = resolver.source.late_arrival_deadline_ms
 
     @property
     def stateful(self) -> bool:
@@ -247,11 +283,16 @@ class ResolverCore:
             key = canonical_key(key_values)
             if not key.isascii() and not _is_unicode(key):
                 return self._dead(
-                    msg, "MissingKey",
+                    msg,
+                    "MissingKey",
                     f"state key {key!r} is not valid Unicode (a lone surrogate); it cannot be "
                     "a Flink key",
-                )  # fmt: skip
+                )
+            if self._deadline_ms is not None and self._late(event, msg):
+                return LATE
             return Decoded(key, event, key_values)
+        if self._deadline_ms is not None and self._late(event, msg):
+            return LATE
         if msg.key is None:
             return self._dead(
                 msg, "MissingKey",
@@ -262,6 +303,36 @@ class ResolverCore:
         except UnicodeDecodeError as e:
             return self._dead(msg, "MissingKey", f"Kafka record key is not UTF-8: {e}")
         return Decoded(state_key(key), event, ())
+
+    def event_time_ms(self, event: Any, msg: RawMessage) -> int | None:
+        """The message's event time: its ``timestamp=`` field, else the Kafka record's."""
+        if self._timestamp is not None:
+            value = getattr(event, self._timestamp, None)
+            if isinstance(value, datetime.datetime):
+                return epoch_ms(value)
+        return msg.timestamp
+
+    def _bad_event_time(self, event: Any) -> str | None:
+        """Why the ``timestamp=`` field cannot stamp a Kafka record, or None if it can."""
+        value = getattr(event, self._timestamp or "", None)
+        if not isinstance(value, datetime.datetime):
+            return None  # no event time: the row takes the source record's timestamp
+        ts = epoch_ms(value)
+        if ts < 0:
+            return f"timestamp field {self._timestamp!r} is {value.isoformat()}, before 1970"
+        if ts > time.time() * 1000 + MAX_FUTURE_MS:
+            return (
+                f"timestamp field {self._timestamp!r} is {value.isoformat()}, more than "
+                f"{MAX_FUTURE_MS // 60_000} min in the future; Kafka refuses records stamped so "
+                "far ahead (log.message.timestamp.after.max.ms)"
+            )
+        return None
+
+    def _late(self, event: Any, msg: RawMessage) -> bool:
+        """Older than the source's ``late_arrival_deadline`` (by the event time) at arrival."""
+        ts = self.event_time_ms(event, msg)
+        assert self._deadline_ms is not None
+        return ts is not None and time.time() * 1000 - ts > self._deadline_ms
 
     # -- apply ------------------------------------------------------------------------------
     def new_state(self) -> Any:
@@ -282,21 +353,29 @@ class ResolverCore:
         On success the returned ``encoded`` bytes are what the key's state must become. On a
         dead letter the caller keeps the old stored state (``state`` may have been mutated).
         """
+        if self._timestamp is not None:
+            bad = self._bad_event_time(d.event)
+            if bad is not None:
+                return self._dead(msg, "TimestampOutOfRange", bad)
         try:
-            if self._state is not None:
-                result = self.resolver.fn(d.event, state)
-            else:
-                result = self.resolver.fn(d.event)
+            result = self._call(d.event, state)
         except Exception as e:
             return self._dead(msg, "ResolverError", f"resolver raised {_exc(e)}")
         try:
-            row = self._row(result, d)
+            if result is None:
+                rows: tuple[FeatureRow, ...] = ()
+            else:
+                ts = self.event_time_ms(d.event, msg)
+                if isinstance(result, list | tuple):
+                    rows = tuple(self._row(r, d, ts) for r in result)
+                else:
+                    rows = (self._row(result, d, ts),)
             encoded = self._codec.encode(state) if self._codec is not None else None
         except _OutputError as e:
             return self._dead(msg, "OutputError", str(e))
         except Exception as e:
             return self._dead(msg, "StateEncodeError", f"state cannot be stored: {_exc(e)}")
-        return Applied(row, state, encoded)
+        return Applied(rows, state, encoded)
 
     def process(self, msg: RawMessage, stored: bytes | None) -> Applied | DeadLetter | Skip:
         """``decode`` then ``apply`` with the key's stored bytes: the whole per-message step."""
@@ -309,14 +388,12 @@ class ResolverCore:
             raise  # the savepoint does not fit the code: stop loudly, never drop state
         return self.apply(d, state, msg)
 
-    def _row(self, result: Any, d: Decoded) -> FeatureRow | None:
-        if result is None:
-            return None
+    def _row(self, result: Any, d: Decoded, timestamp: int | None) -> FeatureRow:
         fs = feature_set(type(result))
         if fs is None:
             raise _OutputError(
                 f"resolver {self.name!r} returned {type(result).__qualname__}, not features; "
-                f"it may return: {self._output.describe()}"
+                f"it may return: {self._output.describe()} (one row, or a list of rows)"
             )
         values = result.__dict__
         allowed, fqns = self._shapes.get(fs.cls) or self._shape(fs)
@@ -343,7 +420,7 @@ class ResolverCore:
                 f"JSON: {e}; fix: return JSON-serializable values (str, numbers, bool, lists, "
                 "dicts, datetime, Decimal, UUID, enums, models)."
             ) from None
-        return FeatureRow(self.name, key, value)
+        return FeatureRow(self.name, key, value, timestamp)
 
     def _shape(self, fs: Any) -> tuple[frozenset[str], dict[str, str]]:
         """For an output class: the feature names this resolver may return, and their fqns."""

@@ -24,7 +24,15 @@ from pyflink.datastream import (
 )
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
-from flink_job._core import Applied, DeadLetter, Decoded, RawMessage, ResolverCore, state_key
+from flink_job._core import (
+    LATE,
+    Applied,
+    DeadLetter,
+    Decoded,
+    RawMessage,
+    ResolverCore,
+    state_key,
+)
 from flink_job.loader import collect_resolvers, import_target
 from flink_job.streams import Resolver
 
@@ -34,18 +42,32 @@ UNKEYABLE = "\x00flink-job:unkeyable"
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # What the Python operators get per Kafka record (built by flink_job.job.MSG_SQL): (key,
-# value, partition, offset, headers, absent). The topic is the source's (in ResolverRef) and
-# the record timestamp is not used: every field crossing into Python costs time. A Tuple, not
+# value, partition, offset, headers, absent, timestamp), at the MSG_* indexes below. The topic
+# is the source's (in ResolverRef): every field crossing into Python costs time. A Tuple, not
 # a Row: PyFlink builds a Python Row object (and a RowKind) per Row crossing, a plain tuple for
 # a Tuple. Tuple fields cannot be null, so a missing key, value or headers map arrives as a
-# placeholder with its ABSENT_* bit set in `absent`.
+# placeholder with its ABSENT_* bit set in `absent`; a missing timestamp is NO_TIMESTAMP.
+MSG_FIELDS = ("key", "value", "partition", "offset", "headers", "absent", "timestamp")
+MSG_KEY, MSG_VALUE, MSG_PARTITION, MSG_OFFSET, MSG_HEADERS, MSG_ABSENT, MSG_TIMESTAMP = range(7)
 MSG_TYPE = Types.TUPLE(
-    [BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES), Types.INT()]
+    [
+        BYTES,
+        BYTES,
+        Types.INT(),
+        Types.LONG(),
+        Types.MAP(Types.STRING(), BYTES),
+        Types.INT(),
+        Types.LONG(),
+    ]
 )
 ABSENT_KEY, ABSENT_VALUE, ABSENT_HEADERS = 1, 2, 4
-# Feature rows: (record key, record value), a Tuple too; no key is b"" (feature-row keys are
-# JSON, never empty). The job adds the constant `resolver` header on the JVM.
-ROW_TYPE = Types.TUPLE([BYTES, BYTES])
+NO_TIMESTAMP = -1
+# Feature rows: (record key, record value, record timestamp in epoch ms), a Tuple too; no key
+# is b"" (feature-row keys are JSON, never empty), no timestamp is NO_TIMESTAMP (the broker
+# sets it). The job adds the constant `resolver` header on the JVM.
+ROW_FIELDS = ("key", "value", "timestamp")
+ROW_KEY, ROW_VALUE, ROW_TIMESTAMP = range(3)
+ROW_TYPE = Types.TUPLE([BYTES, BYTES, Types.LONG()])
 # Dead letters: record key, record value, headers.
 DEAD_TYPE = Types.ROW_NAMED(["k", "v", "headers"], [BYTES, BYTES, Types.MAP(Types.STRING(), BYTES)])
 DEAD_LETTERS = OutputTag("dead-letters", DEAD_TYPE)
@@ -135,14 +157,14 @@ class ResolverRef:
 
 def raw_message(msg: tuple[Any, ...], topic: str) -> RawMessage:
     """A message tuple (see MSG_TYPE) of ``topic`` as a RawMessage."""
-    key, value, partition, offset, headers, absent = msg
+    key, value, partition, offset, headers, absent, timestamp = msg
     return RawMessage(
         value=None if absent & ABSENT_VALUE else value,
         key=None if absent & ABSENT_KEY else key,
         topic=topic,
         partition=partition,
         offset=offset,
-        timestamp=None,
+        timestamp=None if timestamp == NO_TIMESTAMP else timestamp,
         headers=() if absent & ABSENT_HEADERS else tuple(headers.items()),
     )
 
@@ -207,14 +229,14 @@ class _Handoff:
     def take(self, resolver: str, value: tuple[Any, ...]) -> tuple[Decoded, RawMessage] | None:
         """The entry for message tuple ``value`` (see MSG_TYPE) if it is that message."""
         with self._lock:
-            entry = self._items.pop((resolver, value[2], value[3]), None)
+            entry = self._items.pop((resolver, value[MSG_PARTITION], value[MSG_OFFSET]), None)
             if entry is None:
                 return None
             self._bytes -= entry[2]
         d, msg, _ = entry
-        absent = value[5]
-        if msg.value != (None if absent & ABSENT_VALUE else value[1]) or msg.key != (
-            None if absent & ABSENT_KEY else value[0]
+        absent = value[MSG_ABSENT]
+        if msg.value != (None if absent & ABSENT_VALUE else value[MSG_VALUE]) or msg.key != (
+            None if absent & ABSENT_KEY else value[MSG_KEY]
         ):
             return None  # another message at this position (another job's, or rewritten)
         return d, msg
@@ -253,8 +275,9 @@ class _Handoffs:
 HANDOFFS = _Handoffs()
 
 
-def python_key(core: ResolverCore, ref: ResolverRef, value: tuple[Any, ...],
-               handoff: _Handoff | None) -> str:  # fmt: skip
+def python_key(
+    core: ResolverCore, ref: ResolverRef, value: tuple[Any, ...], handoff: _Handoff | None
+) -> str:
     """The state key of message tuple ``value`` computed in Python (decode + re-key mapping),
     or UNKEYABLE; a decoded message is handed off to the keyed operator."""
     msg = raw_message(value, ref.topic)
@@ -304,8 +327,8 @@ class KeyOf(KeySelector, _PythonKeyed):
 
     def get_key(self, value: tuple[Any, ...]) -> str:
         if not self._needs_parse:
-            k = value[0]
-            if value[5] & ABSENT_KEY:
+            k = value[MSG_KEY]
+            if value[MSG_ABSENT] & ABSENT_KEY:
                 return UNKEYABLE
             try:
                 return state_key(k.decode("utf-8"))
@@ -339,22 +362,25 @@ class FallbackKey(MapFunction, _PythonKeyed):
 class _Counters:
     """Job metrics, flushed to Flink at most every 0.5 s (each inc() is a call into Java)."""
 
-    FIELDS = ("eventsIn", "featureRows", "deadLetters", "skipped")
+    FIELDS = ("eventsIn", "featureRows", "deadLetters", "skipped", "lateArrivals")
 
     def __init__(self, runtime_context: RuntimeContext) -> None:
         group = runtime_context.get_metrics_group()
         self._flink = [group.counter(name) for name in self.FIELDS]
-        self.counts = [0, 0, 0, 0]
+        self.counts = [0] * len(self.FIELDS)
         self._next_flush = 0.0
 
-    def maybe_flush(self) -> None:
+    def maybe_flush(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now >= self._next_flush:
+        if force or now >= self._next_flush:
             self._next_flush = now + 0.5
-            for counter, n in zip(self._flink, self.counts, strict=True):
+            counts = self.counts
+            for i, (counter, n) in enumerate(zip(self._flink, counts, strict=True)):
                 if n:
                     counter.inc(n)
-            self.counts = [0, 0, 0, 0]
+                    # Zeroed in place: Resolve holds this very list while it processes the
+                    # element that triggered the flush (a new list lost that element's counts).
+                    counts[i] = 0
 
 
 class Resolve(KeyedProcessFunction):
@@ -390,7 +416,7 @@ class Resolve(KeyedProcessFunction):
             self._handoff = HANDOFFS.acquire(self.ref.scope)
 
     def close(self) -> None:
-        self._counters.maybe_flush()
+        self._counters.maybe_flush(force=True)
         if self._handoff is not None:
             HANDOFFS.release(self.ref.scope)
             self._handoff = None
@@ -415,8 +441,8 @@ class Resolve(KeyedProcessFunction):
                 counts[2] += 1
                 yield DEAD_LETTERS, _dead_row(decoded)
                 return
-            if not isinstance(decoded, Decoded):  # parse= skipped it
-                counts[3] += 1
+            if not isinstance(decoded, Decoded):  # parse= skipped it, or it came too late
+                counts[4 if decoded is LATE else 3] += 1
                 return
             d = decoded
         state = stored = None
@@ -440,6 +466,7 @@ class Resolve(KeyedProcessFunction):
             if len(cache) >= self.STATE_CACHE_SIZE:
                 del cache[next(iter(cache))]  # the least recently used key
             cache[d.key] = (out.state, out.encoded)
-        if out.row is not None:
+        for row in out.rows:
             counts[1] += 1
-            yield out.row.key or b"", out.row.value
+            ts = NO_TIMESTAMP if row.timestamp is None else row.timestamp
+            yield row.key or b"", row.value, ts

@@ -2,7 +2,9 @@
 
 Encoded form: ``pickle((ENVELOPE_VERSION, fingerprint, {field: plain value}))`` where plain
 values are builtins (str, int, float, bool, None, bytes, list, tuple, set, frozenset, dict),
-``datetime``/``date``/``time``/``timedelta``, ``Decimal`` and ``UUID``; nested dataclasses and
+``datetime``/``date``/``time``/``timedelta`` (aware ones with a fixed-offset
+``datetime.timezone``, pydantic's ``TzInfo`` stored as one, or an IANA ``ZoneInfo`` stored by
+its key), ``Decimal`` and ``UUID``; nested dataclasses and
 models become dicts of their fields, enums their values. Decoding uses a restricted unpickler
 that refuses every other global, so stored bytes cannot name a class or run code.
 
@@ -28,10 +30,12 @@ import threading
 import types
 import typing
 import uuid
+import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
 import pydantic
+import pydantic_core
 
 from flink_job.errors import ResolverDefinitionError, StateSchemaError
 
@@ -50,8 +54,13 @@ _SCALARS: tuple[type, ...] = (
 _ALLOWED_GLOBALS = {
     ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"),
     ("datetime", "timedelta"), ("datetime", "timezone"), ("decimal", "Decimal"),
-    ("uuid", "UUID"),
+    ("uuid", "UUID"), (__name__, "_zoneinfo"),
 }  # fmt: skip
+
+
+def _zoneinfo(key: str) -> zoneinfo.ZoneInfo:
+    """An IANA zone by its key: how a stored ``ZoneInfo`` comes back (see _StatePickler)."""
+    return zoneinfo.ZoneInfo(key)
 
 
 class _StateUnpickler(pickle.Unpickler):
@@ -71,6 +80,21 @@ class _StatePickler(pickle.Pickler):
     user object put into a ``set[str]`` field) fails the encode instead of the next decode."""
 
     def reducer_override(self, obj: Any) -> Any:
+        # Aware datetimes keep their zone exactly: a fixed offset (pydantic parses "Z" and
+        # "+02:00" into its own TzInfo) as datetime.timezone, an IANA zone by its key (ZoneInfo
+        # itself pickles through builtins.getattr, which the unpickler refuses).
+        tp = type(obj)
+        if tp is pydantic_core.TzInfo:
+            return dt.timezone, (obj.utcoffset(None),)
+        if tp is zoneinfo.ZoneInfo:
+            if obj.key is None:
+                raise TypeError(
+                    "a ZoneInfo read from a file (no IANA key) cannot be stored in state; use "
+                    "ZoneInfo(key) or a fixed offset (datetime.timezone)"
+                )
+            return _zoneinfo, (obj.key,)
+        if obj is _zoneinfo:
+            return NotImplemented  # by reference, as the unpickler allows
         if isinstance(obj, type):
             if (obj.__module__, obj.__qualname__) in _ALLOWED_GLOBALS:
                 return NotImplemented

@@ -35,6 +35,12 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--starting-offsets", choices=["committed", "earliest", "latest"])
     p.add_argument("--state-backend", choices=["hashmap", "rocksdb"])
     p.add_argument("--job-name", help="job name; also names consumer groups and transactions")
+    p.add_argument(
+        "--environment",
+        metavar="NAME",
+        help="run the resolvers declared for this environment (environment=) and those "
+        "declared for none",
+    )
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -43,7 +49,7 @@ def _options(args: argparse.Namespace) -> Any:
     keys = (
         "from_savepoint", "bootstrap_servers", "sink_topic", "dead_letter_topic", "parallelism",
         "checkpoint_interval_ms", "checkpoint_dir", "delivery", "execution_mode",
-        "starting_offsets", "state_backend", "job_name",
+        "starting_offsets", "state_backend", "job_name", "environment",
     )  # fmt: skip
     values = {k: getattr(args, k, None) for k in keys}
     if getattr(args, "allow_non_restored_state", False):
@@ -72,6 +78,23 @@ def _cmd_resolvers(args: argparse.Namespace) -> int:
             else:
                 print("  state:    none")
             print(f"  output:   {', '.join(d['output'])}")
+            if d["owner"]:
+                print(f"  owner:    {d['owner']}")
+            if d["timestamp"]:
+                print(f"  timestamp: {d['timestamp']} (the feature rows' Kafka timestamp)")
+            if d["late_arrival_deadline_ms"] is not None:
+                late = d["late_arrival_deadline_ms"]
+                print(f"  late:     older than {late} ms skipped and counted (lateArrivals)")
+            envs = d["environments"]
+            where = ", ".join(envs) + " (--environment)" if envs else "every environment"
+            print(f"  runs in:  {where}")
+            for arg, value in d["ignored"].items():
+                print(f"  ignored:  {arg}={value} (no meaning on Flink)")
+            for ns, fc in d["feature_classes"].items():
+                opts = ", ".join(f"{k}={v}" for k, v in fc["options"].items())
+                print(f"  features {ns}: {opts or '-'}")
+                for n, given in fc["features"].items():
+                    print(f"    {n}: {', '.join(f'{k}={v}' for k, v in given.items())}")
     return 0
 
 

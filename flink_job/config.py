@@ -59,16 +59,12 @@ DEFAULT_JOB_NAME = "flink-job"
 
 
 def job_identity(job_name: str, module: str) -> str:
-    """The name a job runs under, which also names its Kafka consumer groups and
-    transactional ids: the job name, or - for the default name - the default name plus the
+    """The name a job runs under, which also names its Kafka consumer groups
+    (``flink_job.job.consumer_ids``) and transactional ids: the job name, or - for the
+    default name - the default name plus the
     resolver module, so two jobs on defaults never share a consumer group or a transactional
     id (a fenced producer is taken as committed by the connector: data loss)."""
     return f"{job_name}.{module}" if job_name == DEFAULT_JOB_NAME else job_name
-
-
-def consumer_group(identity: str, resolver: str) -> str:
-    """The default consumer group of ``resolver`` in the job named ``identity``."""
-    return f"flink-job.{identity}.{resolver}"
 
 
 def transactional_id_prefix(identity: str, topic: str) -> str:
@@ -96,6 +92,7 @@ class JobOptions:
     max_message_bytes: int = 1_048_576
     transaction_timeout_ms: int = 900_000
     default_bootstrap_servers: str = "localhost:9092"
+    environment: str | None = None  # --environment: resolvers with environment= run only there
 
     @classmethod
     def from_conf(cls, **overrides: Any) -> JobOptions:
@@ -173,8 +170,9 @@ class SourceSettings:
     bootstrap_servers: str
     properties: dict[str, str | Secret]
     dead_letter_topic: str
-    group_id: str | None
+    group_id: str | None  # group_id_prefix
     max_message_bytes: int
+    client_id_prefix: str | None = None
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.properties.items() if not isinstance(v, Secret)}
@@ -253,8 +251,6 @@ def resolve_source(source: KafkaSource, options: JobOptions) -> SourceSettings:
     if merged.ssl_ca_file:
         props["ssl.truststore.location"] = merged.ssl_ca_file
         props["ssl.truststore.type"] = "PEM"
-    if merged.client_id_prefix:
-        props["client.id.prefix"] = merged.client_id_prefix
     for k, v in (merged.additional_kafka_args or {}).items():
         props[str(k)] = v
     return SourceSettings(
@@ -265,6 +261,7 @@ def resolve_source(source: KafkaSource, options: JobOptions) -> SourceSettings:
         dead_letter_topic=merged.dead_letter_queue_topic or options.dead_letter_topic,
         group_id=merged.group_id_prefix,
         max_message_bytes=merged.max_message_bytes or options.max_message_bytes,
+        client_id_prefix=merged.client_id_prefix,
     )
 
 

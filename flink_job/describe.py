@@ -6,6 +6,7 @@ from typing import Any
 
 from flink_job._keying import json_key_path
 from flink_job._state_codec import _fields_of
+from flink_job.features import feature_set
 from flink_job.streams import Resolver
 
 __all__ = ["describe_resolvers"]
@@ -44,6 +45,28 @@ def describe_resolvers(resolvers: list[Resolver[Any, Any]]) -> list[dict[str, An
                 "state": state,
                 "output": sorted(f.fqn for f in r.output.allowed),
                 "owner": r.owner,
+                "timestamp": r.timestamp,
+                "late_arrival_deadline_ms": r.source.late_arrival_deadline_ms,
+                "environments": list(r.environments) if r.environments is not None else None,
+                # Chalk arguments accepted without meaning on Flink (each warned about once).
+                "ignored": {k: repr(v) for k, v in r.ignored.items()},
+                "feature_classes": _feature_classes(r),
             }
         )
+    return out
+
+
+def _feature_classes(r: Resolver[Any, Any]) -> dict[str, dict[str, Any]]:
+    """``@features(...)`` / ``feature(...)`` arguments of the output classes, as given."""
+    out: dict[str, dict[str, Any]] = {}
+    for cls in r.output.classes:
+        fs = feature_set(cls)
+        if fs is None or not (fs.options or fs.feature_options):
+            continue
+        out[fs.namespace] = {
+            "options": {k: repr(v) for k, v in fs.options.items()},
+            "features": {
+                n: {k: repr(v) for k, v in given.items()} for n, given in fs.feature_options.items()
+            },
+        }
     return out

@@ -33,3 +33,7 @@ class ConfigError(FlinkJobError, ValueError):
 class EnvironmentNotReadyError(FlinkJobError, RuntimeError):
     """Something the job needs is missing: a jar, the broker, the cluster. The message says how
     to get it (usually ``./build.sh``)."""
+
+
+class IgnoredArgumentWarning(UserWarning):
+    """A Chalk argument that has no meaning on Flink was accepted and is ignored."""

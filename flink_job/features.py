@@ -15,16 +15,28 @@ the primary key.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import inspect
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar, get_args, get_origin, overload
 
-from flink_job.errors import ResolverDefinitionError
+from flink_job.errors import IgnoredArgumentWarning, ResolverDefinitionError
 
-__all__ = ["Feature", "Features", "FeaturesType", "Primary", "feature_set", "features"]
+__all__ = [
+    "DataFrame",
+    "Feature",
+    "FeatureTime",
+    "Features",
+    "FeaturesType",
+    "Primary",
+    "feature",
+    "feature_set",
+    "features",
+]
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -39,6 +51,94 @@ _PRIMARY = _PrimaryMarker()
 
 Primary = Annotated[T, _PRIMARY]
 """Marks the primary-key feature when it is not named ``id``: ``user_id: Primary[str]``."""
+
+
+class _FeatureTimeMarker:
+    def __repr__(self) -> str:
+        return "FeatureTime"
+
+
+FeatureTime = Annotated[datetime.datetime, _FeatureTimeMarker()]
+"""Chalk's feature-time feature (``ts: FeatureTime``): here an ordinary ``datetime`` feature. The
+feature row's Kafka timestamp comes from the resolver's ``timestamp=`` (else the source record)."""
+
+
+# Chalk's feature() arguments, by what they do here. Honoured: primary (the primary key);
+# description/owner/tags are kept as metadata. Refused: they rename features, compute or
+# validate values, so ignoring them would change rows. Any other argument given a value is
+# accepted, ignored and warned about (it configures Chalk's stores, caches or query planner).
+_FEATURE_HONOURED = ("primary", "description", "owner", "tags")
+_FEATURE_REFUSED = {
+    "name": "declare the attribute under the name you want",
+    "version": "keep one version per feature",
+    "versions": "keep one version per feature",
+    "default_version": "keep one version per feature",
+    "encoder": "convert the value in the resolver",
+    "decoder": "convert the value in the resolver",
+    "expression": "compute the value in the resolver",
+    "underscore": "compute the value in the resolver",
+    "offline_expression": "compute the value in the resolver",
+    "validations": "check the value in the resolver",
+    "strict": "check the value in the resolver",
+}
+
+
+class FeatureOptions:
+    """What ``feature(...)`` was given for one attribute (the class attribute's value)."""
+
+    __slots__ = ("given",)
+
+    def __init__(self, given: dict[str, Any]) -> None:
+        self.given = given
+
+    def __repr__(self) -> str:
+        return f"feature({', '.join(f'{k}={v!r}' for k, v in self.given.items())})"
+
+
+def feature(
+    description: str | None = None,
+    owner: str | None = None,
+    tags: Any = None,
+    name: str | None = None,
+    version: int | None = None,
+    default_version: int = 1,
+    primary: bool | None = None,
+    max_staleness: Any = ...,
+    cache_nulls: Any = None,
+    cache_defaults: Any = None,
+    etl_offline_to_online: bool | None = None,
+    encoder: Any = None,
+    decoder: Any = None,
+    min: Any = None,  # Chalk's argument name
+    max: Any = None,  # Chalk's argument name
+    min_length: int | None = None,
+    max_length: int | None = None,
+    strict: bool = False,
+    validations: Any = None,
+    dtype: Any = None,
+    default: Any = ...,
+    underscore: Any = None,
+    expression: Any = None,
+    offline_expression: Any = None,
+    offline_ttl: Any = ...,
+    deprecated: bool = False,
+    store_online: bool = True,
+    store_offline: bool = True,
+    versions: Any = None,
+    typ: Any = None,
+) -> Any:
+    """Chalk's ``feature(...)`` for a ``@features`` attribute: ``x: int = feature(primary=True)``.
+
+    ``primary=True`` marks the primary key; ``description``/``owner``/``tags`` are metadata.
+    ``name``, versions, encoders, expressions and validations are refused when the class is
+    decorated; any other argument is accepted, ignored and warned about.
+    """
+    args = dict(locals())
+    given = {k: v for k, v in args.items() if v is not _FEATURE_DEFAULTS[k]}
+    return FeatureOptions(given)
+
+
+_FEATURE_DEFAULTS = {n: p.default for n, p in inspect.signature(feature).parameters.items()}
 
 
 class Feature:
@@ -97,6 +197,9 @@ class FeatureSet:
     namespace: str
     features: dict[str, Feature]
     primary: Feature | None
+    # @features(...) and feature(...) arguments given (shown by `flink-job resolvers`).
+    options: dict[str, Any] = field(default_factory=dict)
+    feature_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def feature_set(cls: type) -> FeatureSet | None:
@@ -149,7 +252,7 @@ def _row_eq(self: Any, other: object) -> bool:
     return type(other) is type(self) and other.__dict__ == self.__dict__
 
 
-def _make_features(cls: C, namespace: str | None) -> C:
+def _make_features(cls: C, namespace: str | None, options: dict[str, Any] | None = None) -> C:
     if not isinstance(cls, type):
         raise ResolverDefinitionError(
             f"@features decorates a class; got {cls!r}. Fix: put @features above `class ...:`."
@@ -167,8 +270,13 @@ def _make_features(cls: C, namespace: str | None) -> C:
     ns = namespace or _snake_case(cls.__name__)
     feats: dict[str, Feature] = {}
     primaries: list[str] = []
+    field_options: dict[str, dict[str, Any]] = {}
     for name, ann in annotations.items():
         is_primary = _is_primary(ann)
+        given = cls.__dict__.get(name)
+        if isinstance(given, FeatureOptions):
+            field_options[name] = _check_feature_options(cls, name, given.given)
+            is_primary = is_primary or bool(given.given.get("primary"))
         if is_primary:
             primaries.append(name)
         feats[name] = Feature(cls, ns, name, ann, primary=False)
@@ -181,7 +289,14 @@ def _make_features(cls: C, namespace: str | None) -> C:
     primary_name = primaries[0] if primaries else ("id" if "id" in feats else None)
     if primary_name is not None:
         feats[primary_name].primary = True
-    fs = FeatureSet(cls, ns, feats, feats[primary_name] if primary_name else None)
+    fs = FeatureSet(
+        cls,
+        ns,
+        feats,
+        feats[primary_name] if primary_name else None,
+        dict(options or {}),
+        field_options,
+    )
     for name, feat in feats.items():
         setattr(cls, name, _FeatureDescriptor(feat))
     cls.__flink_features__ = fs  # type: ignore[attr-defined]  # set on a user class
@@ -192,22 +307,112 @@ def _make_features(cls: C, namespace: str | None) -> C:
     return cls
 
 
+def _check_feature_options(cls: type, name: str, given: dict[str, Any]) -> dict[str, Any]:
+    where = f"@features class {cls.__name__}: {name} = feature(...)"
+    for arg, value in given.items():
+        if arg in _FEATURE_REFUSED:
+            raise ResolverDefinitionError(
+                f"{where}: {arg}={value!r} is not supported (ignoring it would change the "
+                f"rows); fix: drop it and {_FEATURE_REFUSED[arg]}.",
+                field=name,
+            )
+        if arg not in _FEATURE_HONOURED:
+            _warn_once(cls, f"{cls.__name__}.{name}", arg, value)
+    return given
+
+
+# @features arguments with no meaning on Flink (Chalk's stores, caches and ETL).
+_FEATURES_IGNORED = {
+    "etl_offline_to_online": False,
+    "max_staleness": None,
+    "singleton": False,
+    "online_store_config": None,
+    "cache_nulls": True,
+    "cache_defaults": True,
+}
+_WARNED: set[tuple[str, str, str, str]] = set()
+
+
+def _warn_once(cls: type, where: str, arg: str, value: Any) -> None:
+    key = (cls.__module__, cls.__qualname__, where, arg)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    warnings.warn(
+        f"{where}: {arg}={value!r} has no meaning on Flink and is ignored; fix: drop it to "
+        "silence this warning.",
+        IgnoredArgumentWarning,
+        stacklevel=4,
+    )
+
+
 @overload
 def features(cls: C, /) -> C: ...
 @overload
-def features(*, namespace: str | None = None, owner: str | None = None) -> Callable[[C], C]: ...
 def features(
-    cls: C | None = None, /, *, namespace: str | None = None, owner: str | None = None
+    *,
+    namespace: str | None = None,
+    owner: str | None = None,
+    tags: Any = None,
+    etl_offline_to_online: bool = False,
+    max_staleness: Any = None,
+    name: str | None = None,
+    singleton: bool = False,
+    online_store_config: Any = None,
+    cache_nulls: Any = True,
+    cache_defaults: Any = True,
+) -> Callable[[C], C]: ...
+def features(
+    cls: C | None = None,
+    /,
+    *,
+    namespace: str | None = None,
+    owner: str | None = None,
+    tags: Any = None,
+    etl_offline_to_online: bool = False,
+    max_staleness: Any = None,
+    name: str | None = None,
+    singleton: bool = False,
+    online_store_config: Any = None,
+    cache_nulls: Any = True,
+    cache_defaults: Any = True,
 ) -> C | Callable[[C], C]:
-    """Declare a feature class. Usable bare (``@features``) or with arguments.
+    """Declare a feature class. Usable bare (``@features``) or with Chalk's arguments.
 
     Args:
         namespace: overrides the namespace (default: the class name in snake_case).
-        owner: who owns these features (documentation only).
+        name: Chalk's name for the same: the namespace.
+        owner: who owns these features (metadata).
+        tags: tags (metadata).
+        etl_offline_to_online, max_staleness, singleton, online_store_config, cache_nulls,
+            cache_defaults: accepted; no meaning on Flink: ignored with a warning when set.
     """
+    if namespace is not None and name is not None and namespace != name:
+        raise ResolverDefinitionError(
+            f"@features(namespace={namespace!r}, name={name!r}): both name the namespace; "
+            "fix: pass one of them."
+        )
+    given = {
+        "etl_offline_to_online": etl_offline_to_online,
+        "max_staleness": max_staleness,
+        "singleton": singleton,
+        "online_store_config": online_store_config,
+        "cache_nulls": cache_nulls,
+        "cache_defaults": cache_defaults,
+    }
+    ignored = {k: v for k, v in given.items() if v != _FEATURES_IGNORED[k]}
+    options: dict[str, Any] = {k: v for k, v in {"owner": owner, "tags": tags}.items() if v}
+    options.update(ignored)
+
+    def make(c: C) -> C:
+        made = _make_features(c, namespace or name, options)
+        for arg, value in ignored.items():
+            _warn_once(c, f"@features class {c.__name__}", arg, value)
+        return made
+
     if cls is not None:
-        return _make_features(cls, namespace)
-    return lambda c: _make_features(c, namespace)
+        return make(cls)
+    return make
 
 
 class FeaturesType:
@@ -251,6 +456,24 @@ class Features:
                     "Fix: decorate the class with @features and list its attributes."
                 )
         return FeaturesType(tuple(out))
+
+
+class DataFrame(list[Any]):
+    """Chalk's ``DataFrame``: as a return annotation (``-> DataFrame[User.id, User.count]`` or
+    ``DataFrame[User]``) it lists the features like ``Features[...]``; as a value
+    (``DataFrame([User(...), User(...)])``) it is a list of rows, one feature row each, in order.
+    """
+
+    def __class_getitem__(cls, items: Any) -> FeaturesType:  # type: ignore[override]  # annotation
+        for item in items if isinstance(items, tuple) else (items,):
+            if isinstance(item, type) and feature_set(item) is None:
+                raise ResolverDefinitionError(
+                    f"DataFrame[{item.__qualname__}]: {item.__qualname__} is not a @features "
+                    "class; a DataFrame of messages is Chalk's windowed stream input, and there "
+                    f"are no windows here; fix: take one message (`event: {item.__qualname__}`) "
+                    "and keep what the window held in State[...]."
+                )
+        return Features.__class_getitem__(items)
 
 
 def _flatten(items: Iterable[Any]) -> Iterable[Any]:

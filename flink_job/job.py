@@ -43,6 +43,7 @@ from flink_job._runtime import (
     BYTES,
     DEAD_LETTERS,
     MSG_TYPE,
+    NO_TIMESTAMP,
     ROW_TYPE,
     UNKEYABLE,
     FallbackKey,
@@ -54,13 +55,12 @@ from flink_job.config import (
     JobOptions,
     SourceSettings,
     check_source_names,
-    consumer_group,
     job_identity,
     resolve_source,
     transactional_id_prefix,
 )
 from flink_job.errors import ConfigError
-from flink_job.loader import collect_resolvers, import_target
+from flink_job.loader import collect_resolvers, for_environment, import_target
 from flink_job.streams import Resolver
 
 __all__ = ["BuiltJob", "build_job", "resolver_ref", "resolver_stream", "uid"]
@@ -68,16 +68,49 @@ __all__ = ["BuiltJob", "build_job", "resolver_ref", "resolver_stream", "uid"]
 KEY_TYPE = Types.STRING()
 
 
-# The message tuple (flink_job._runtime.MSG_TYPE) from a Kafka table's columns. Tuple fields
-# cannot be null: a null key or value, or no headers, is a placeholder with its bit set in
-# `absent` (SQL has no empty-map literal; Kafka tables give an empty map, never NULL).
-MSG_SQL = (
-    "COALESCE(k, X''), COALESCE(v, X''), COALESCE(`partition`, -1), COALESCE(`offset`, -1), "
-    "COALESCE(headers, CAST(MAP['', X''] AS MAP<STRING, BYTES>)), "
-    f"CASE WHEN k IS NULL THEN {ABSENT_KEY} ELSE 0 END "
-    f"+ CASE WHEN v IS NULL THEN {ABSENT_VALUE} ELSE 0 END "
-    f"+ CASE WHEN CARDINALITY(headers) > 0 THEN 0 ELSE {ABSENT_HEADERS} END"
+# The message tuple (flink_job._runtime.MSG_TYPE, fields in MSG_FIELDS order) from a Kafka
+# table's columns. Tuple fields cannot be null: a null key or value, or no headers, is a
+# placeholder with its bit set in `absent` (SQL has no empty-map literal; Kafka tables give an
+# empty map, never NULL); no record timestamp is NO_TIMESTAMP.
+# TIMESTAMP_LTZ has no cast to a number: epoch ms = whole minutes since the epoch (an INT, good
+# to year 6000) + the seconds and milliseconds within the minute.
+TS_MS_SQL = (
+    "CAST(TIMESTAMPDIFF(MINUTE, TO_TIMESTAMP_LTZ(0, 3), ts) AS BIGINT) * 60000 "
+    "+ EXTRACT(SECOND FROM ts) * 1000 + EXTRACT(MILLISECOND FROM ts)"
 )
+
+
+def msg_sql(ts_ms: str = TS_MS_SQL) -> str:
+    """MSG_SQL over columns whose record timestamp (epoch ms) is the expression ``ts_ms``."""
+    return (
+        "COALESCE(k, X''), COALESCE(v, X''), COALESCE(`partition`, -1), COALESCE(`offset`, -1), "
+        "COALESCE(headers, CAST(MAP['', X''] AS MAP<STRING, BYTES>)), "
+        f"CASE WHEN k IS NULL THEN {ABSENT_KEY} ELSE 0 END "
+        f"+ CASE WHEN v IS NULL THEN {ABSENT_VALUE} ELSE 0 END "
+        f"+ CASE WHEN CARDINALITY(headers) > 0 THEN 0 ELSE {ABSENT_HEADERS} END, "
+        f"COALESCE({ts_ms}, {NO_TIMESTAMP})"
+    )
+
+
+MSG_SQL = msg_sql()
+# A feature row (ROW_TYPE: f0 key, f1 value, f2 timestamp ms) as the sink table's columns: an
+# empty key is "no key", NO_TIMESTAMP lets the producer stamp the record.
+ROW_SQL = (
+    "NULLIF(f0, X'') AS k, f1 AS v, "
+    f"CASE WHEN f2 <> {NO_TIMESTAMP} THEN TO_TIMESTAMP_LTZ(f2, 3) END AS ts"
+)
+
+
+def consumer_ids(settings: SourceSettings, job_name: str, resolver: str) -> tuple[str, str | None]:
+    """The consumer group id and client id prefix of ``resolver``'s source.
+
+    Chalk's ``group_id_prefix`` / ``client_id_prefix`` are prefixes: ``<prefix><job>.<resolver>``,
+    so two resolvers reading one source never share a consumer group.
+    """
+    suffix = f"{job_name}.{resolver}"
+    group = f"{settings.group_id}{suffix}" if settings.group_id else f"flink-job.{suffix}"
+    client = f"{settings.client_id_prefix}{suffix}" if settings.client_id_prefix else None
+    return group, client
 
 
 def uid(*parts: str) -> str:
@@ -149,7 +182,9 @@ def build_job(
 ) -> BuiltJob:
     """Build the job for the resolvers in ``target`` (a .py file or a module name)."""
     module = import_target(target)
-    resolvers = resolvers if resolvers is not None else collect_resolvers(module)
+    resolvers = for_environment(
+        resolvers if resolvers is not None else collect_resolvers(module), options.environment
+    )
     if not resolvers:
         raise ConfigError(f"{target} defines no stream resolvers; fix: decorate with @stream")
     file = getattr(module, "__file__", None)
@@ -173,16 +208,16 @@ def build_job(
         ref = resolver_ref(r, module.__name__, file if is_file else None, options.execution_mode,
                            settings.max_message_bytes, settings.topic)  # fmt: skip
         table = f"src_{_ident(r.name)}"
-        group_id = settings.group_id or consumer_group(name, r.name)
-        t_env.execute_sql(source_table_ddl(table, settings, group_id, options.starting_offsets).sql)
+        group_id, client_id = consumer_ids(settings, name, r.name)
+        ddl = source_table_ddl(table, settings, group_id, options.starting_offsets, client_id)
+        t_env.execute_sql(ddl.sql)
         out = resolver_stream(t_env, table, ref)
         _set_source_uid(out, uid(r.name, "source"))
         # The `resolver` header is a constant: added here, on the JVM, not per row in Python.
         t_env.create_temporary_view(f"rows_{_ident(r.name)}", t_env.from_data_stream(out))
         rows.append(
             t_env.sql_query(
-                # (f0, f1) = ROW_TYPE; an empty key is "no key".
-                f"SELECT NULLIF(f0, X'') AS k, f1 AS v, "
+                f"SELECT {ROW_SQL}, "
                 f"MAP['resolver', CAST({_sql_str(r.name)} AS BYTES)] AS headers "
                 f"FROM rows_{_ident(r.name)}"
             )
@@ -209,6 +244,7 @@ def build_job(
                 name, topic, brokers, first_props, options.delivery,
                 transactional_id_prefix=transactional_id_prefix(name, topic),
                 transaction_timeout_ms=options.transaction_timeout_ms,
+                timestamp=topic == options.sink_topic,
             ).sql
         )  # fmt: skip
         statements.add_insert(name, output)
@@ -261,20 +297,30 @@ def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRe
     path = ref.json_key_path
     limit = ref.max_message_bytes or MAX_BYTES_DEFAULT
     name = _ident(ref.name)
-    cols = "k, v, `partition`, `offset`, headers"
+    cols = "k, v, `partition`, `offset`, headers, ts_ms"
     # Stage 1: the document (never one over the size limit: its character count is at most
-    # its byte count) and its key, parsed once.
+    # its byte count) and its key, parsed once; the record timestamp as epoch ms.
     stage1 = t_env.sql_query(
-        f"SELECT {cols}, doc, JSON_VALUE(doc, '{path}') AS jv FROM (SELECT {cols}, "
+        f"SELECT {cols}, doc, JSON_VALUE(doc, '{path}') AS jv FROM (SELECT "
+        f"k, v, `partition`, `offset`, headers, {TS_MS_SQL} AS ts_ms, "
         f"CASE WHEN CHAR_LENGTH(CAST(v AS STRING)) <= {limit} THEN CAST(v AS STRING) END "
         f"AS doc FROM {table})"
     )
-    raw = ["k", "v", "partition", "offset", "headers"]
-    raw_types = [BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES)]
+    raw = ["k", "v", "partition", "offset", "headers", "ts_ms"]
+    raw_types = [
+        BYTES,
+        BYTES,
+        Types.INT(),
+        Types.LONG(),
+        Types.MAP(Types.STRING(), BYTES),
+        Types.LONG(),
+    ]
     _materialize(
-        t_env, stage1, f"jvmkey1_{name}",
+        t_env,
+        stage1,
+        f"jvmkey1_{name}",
         Types.ROW_NAMED([*raw, "doc", "jv"], [*raw_types, KEY_TYPE, KEY_TYPE]),
-    )  # fmt: skip
+    )
     starts = ", ".join(_sql_str(c) for c in _ESCAPED_STARTS)
 
     def absent(d: str) -> str:
@@ -306,22 +352,26 @@ def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRe
     # Stage 2: the state key (NULL: keyed in Python), computed once per message.
     stage2 = t_env.sql_query(f"SELECT {state_key} AS state_key, {cols} FROM jvmkey1_{name}")
     _materialize(
-        t_env, stage2, f"jvmkey2_{name}",
+        t_env,
+        stage2,
+        f"jvmkey2_{name}",
         Types.ROW_NAMED(["state_key", *raw], [KEY_TYPE, *raw_types]),
-    )  # fmt: skip
+    )
     # Stage 3: one read of the source, split in two (two queries on the Kafka table would
     # read it twice; a DataStream turned back into a table is shared).
     keyed_type = Types.ROW_NAMED(["state_key", "msg"], [KEY_TYPE, MSG_TYPE])
     on_jvm = t_env.to_append_stream(
         t_env.sql_query(
-            f"SELECT state_key, ROW({MSG_SQL}) AS msg FROM jvmkey2_{name} "
+            f"SELECT state_key, ROW({msg_sql('ts_ms')}) AS msg FROM jvmkey2_{name} "
             "WHERE state_key IS NOT NULL"
         ),
         keyed_type,
     )
     in_python = (
         t_env.to_append_stream(
-            t_env.sql_query(f"SELECT {MSG_SQL} FROM jvmkey2_{name} WHERE state_key IS NULL"),
+            t_env.sql_query(
+                f"SELECT {msg_sql('ts_ms')} FROM jvmkey2_{name} WHERE state_key IS NULL"
+            ),
             MSG_TYPE,
         )
         .map(FallbackKey(ref), output_type=keyed_type)

@@ -20,12 +20,12 @@ from flink_job.config import (
     resolve_source,
 )
 from flink_job.errors import FlinkJobError
-from flink_job.loader import load_resolvers
+from flink_job.loader import for_environment, load_resolvers
 from flink_job.streams import Resolver
 
 __all__ = ["prepare", "run_local", "start_local", "submit"]
 
-COUNTERS = ("eventsIn", "featureRows", "deadLetters")
+COUNTERS = ("eventsIn", "featureRows", "deadLetters", "lateArrivals")
 TERMINAL = {"FINISHED", "FAILED", "CANCELED", "ENDED"}
 
 
@@ -33,7 +33,7 @@ def prepare(
     target: str, options: JobOptions
 ) -> tuple[list[Resolver[Any, Any]], dict[str, SourceSettings]]:
     """Load resolvers, resolve their sources, check the brokers and create missing topics."""
-    resolvers = load_resolvers(target)
+    resolvers = for_environment(load_resolvers(target), options.environment)
     check_source_names({r.name: r.source for r in resolvers})
     settings = {r.name: resolve_source(r.source, options) for r in resolvers}
     by_brokers: dict[str, tuple[SourceSettings, set[str]]] = {}
@@ -152,6 +152,7 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
                     line = (
                         f"[{status}] events in {c['eventsIn']} | rows out {c['featureRows']} | "
                         f"dead letters {c['deadLetters']}"
+                        + (f" | late {c['lateArrivals']}" if c.get("lateArrivals") else "")
                     )
                 except FlinkJobError:
                     line = f"[{status}]"

@@ -12,9 +12,9 @@ from types import ModuleType
 from typing import Any
 
 from flink_job.errors import ConfigError, FlinkJobError
-from flink_job.streams import Resolver
+from flink_job.streams import Resolver, runs_in
 
-__all__ = ["collect_resolvers", "import_target", "load_resolvers"]
+__all__ = ["collect_resolvers", "for_environment", "import_target", "load_resolvers"]
 
 
 _IMPORT_LOCK = threading.RLock()
@@ -117,3 +117,22 @@ def load_resolvers(target: str) -> list[Resolver[Any, Any]]:
             f"{target} defines no stream resolvers; fix: decorate functions with @stream(...)"
         )
     return resolvers
+
+
+def for_environment(
+    resolvers: list[Resolver[Any, Any]], environment: str | None
+) -> list[Resolver[Any, Any]]:
+    """The resolvers that run in ``environment`` (``--environment``): those declared without
+    ``environment=``, and those naming it. An error if that leaves none."""
+    chosen = [r for r in resolvers if runs_in(r, environment)]
+    if resolvers and not chosen:
+        where = f"environment {environment!r}" if environment else "no --environment"
+        raise ConfigError(
+            f"no resolver runs in {where}: "
+            + "; ".join(
+                f"{r.name!r} runs only in {', '.join(r.environments or ())}" for r in resolvers
+            )
+            + "; fix: pass --environment with one of those names",
+            field="environment",
+        )
+    return chosen

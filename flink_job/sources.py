@@ -8,8 +8,12 @@ show in ``repr``, logs, plans or error messages.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import re
 from collections.abc import Mapping
 from typing import Any
+
+from flink_job.errors import ConfigError
 
 __all__ = ["KafkaSource", "Secret"]
 
@@ -73,8 +77,15 @@ class KafkaSource:
         group_id_prefix: consumer group (prefix); default ``flink-job-<job name>``.
         additional_kafka_args: any other Kafka client properties.
         dead_letter_queue_topic: where this source's bad messages go (default: job-wide).
-        late_arrival_deadline: accepted for Chalk compatibility; not used by the job.
+        late_arrival_deadline: a duration (``"30m"``, ``"1h30m"``, ``"2d"``, a ``timedelta``;
+            ``"infinity"``: none): messages whose event time (the resolver's ``timestamp=``
+            field, else the Kafka record timestamp) is older than this when they arrive are
+            skipped and counted (``lateArrivals``), not processed.
         max_message_bytes: messages larger than this go to the dead-letter topic.
+        msk_iam_auth, aws_region, aws_role_arn: Chalk's MSK IAM arguments: refused (the
+            connector ships no IAM login module); use SASL/SCRAM or SSL instead.
+        integration_variable_override: refused: settings come from ``conf/`` and the
+            environment here; pass them as arguments instead.
     """
 
     name: str | None = None
@@ -94,10 +105,16 @@ class KafkaSource:
     group_id_prefix: str | None = None
     additional_kafka_args: Mapping[str, str] | None = dataclasses.field(default=None, repr=False)
     dead_letter_queue_topic: str | None = None
-    late_arrival_deadline: str | None = None
+    late_arrival_deadline: str | datetime.timedelta | None = None
     max_message_bytes: int | None = None
+    msk_iam_auth: bool | None = None
+    aws_region: str | None = None
+    aws_role_arn: str | None = None
+    integration_variable_override: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
+        _refuse_unsupported(self)
+        late_arrival_deadline_ms(self)  # fails early on a malformed duration
         for f in _SECRET_FIELDS:
             object.__setattr__(self, f, _secret(getattr(self, f)))
         if self.additional_kafka_args is not None:
@@ -113,3 +130,61 @@ class KafkaSource:
     def label(self) -> str:
         """How messages and errors name this source."""
         return self.name or self.topic or "<unnamed KafkaSource>"
+
+    @property
+    def late_arrival_deadline_ms(self) -> int | None:
+        """``late_arrival_deadline`` in milliseconds; ``None``: no deadline."""
+        return late_arrival_deadline_ms(self)
+
+
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_DURATION = re.compile(r"(\d+)([wdhms])")
+_UNIT_MS = {"w": 604_800_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000}
+
+
+def late_arrival_deadline_ms(source: KafkaSource) -> int | None:
+    """The source's ``late_arrival_deadline`` in ms (Chalk's duration strings, or a timedelta)."""
+    value = source.late_arrival_deadline
+    if value is None or value in ("infinity", "all"):
+        return None
+    if isinstance(value, datetime.timedelta) and value > datetime.timedelta(0):
+        return value // datetime.timedelta(milliseconds=1)
+    if isinstance(value, str) and value and _DURATION.sub("", value) == "":
+        ms = sum(int(n) * _UNIT_MS[u] for n, u in _DURATION.findall(value))
+        if ms > 0:
+            return ms
+    raise ConfigError(
+        f"source {source.label!r}: late_arrival_deadline={value!r} is not a duration; fix: "
+        'e.g. "30m", "1h30m", "2d", a timedelta, or "infinity" for no deadline.',
+        field="late_arrival_deadline",
+    )
+
+
+def _refuse_unsupported(s: KafkaSource) -> None:
+    """Chalk arguments this connector cannot honour: refused in one line, never ignored."""
+    where = f"source {s.label!r}"
+    if s.msk_iam_auth or s.aws_region is not None or s.aws_role_arn is not None:
+        arg = (
+            "msk_iam_auth" if s.msk_iam_auth else ("aws_region" if s.aws_region else "aws_role_arn")
+        )
+        raise ConfigError(
+            f"{where}: {arg}= (MSK IAM authentication) is not supported: the Kafka connector "
+            'ships no IAM login module; fix: use SASL/SCRAM (sasl_mechanism="SCRAM-SHA-512") '
+            "or SSL client certificates on MSK.",
+            field=arg,
+        )
+    if s.integration_variable_override is not None:
+        raise ConfigError(
+            f"{where}: integration_variable_override= is not supported; fix: pass the settings "
+            "as KafkaSource arguments or in conf/flink-job.toml [sources.<name>].",
+            field="integration_variable_override",
+        )
+    mech = s.sasl_mechanism
+    if mech is not None and str(mech).upper() not in SASL_MECHANISMS:
+        raise ConfigError(
+            f"{where}: sasl_mechanism={mech!r} is not supported (GSSAPI needs a Kerberos "
+            "setup, OAUTHBEARER a token callback, neither of which a KafkaSource can "
+            f"describe); fix: use one of {', '.join(SASL_MECHANISMS)}, or pass the full client "
+            "settings (sasl.mechanism, sasl.jaas.config, ...) in additional_kafka_args.",
+            field="sasl_mechanism",
+        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
-__all__ = ["State", "state_class"]
+__all__ = ["KeyedState", "State", "state_class"]
 
 T = TypeVar("T")
 
@@ -21,6 +21,8 @@ class _StateMarker:
 _STATE = _StateMarker()
 
 State = Annotated[T, _STATE]
+KeyedState = State
+"""Chalk's other name for :data:`State` (``chalk.streams.KeyedState``)."""
 
 
 def state_class(annotation: Any) -> type | None:

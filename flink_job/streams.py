@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import functools
 import inspect
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import pydantic
 
 from flink_job._state_codec import StateCodec
-from flink_job.errors import ResolverDefinitionError, StateSchemaError
+from flink_job.errors import IgnoredArgumentWarning, ResolverDefinitionError, StateSchemaError
 from flink_job.features import Feature, FeatureSet, FeaturesType, feature_set
 from flink_job.sources import KafkaSource
-from flink_job.state import is_state_annotation, state_class
+from flink_job.state import KeyedState, is_state_annotation, state_class
 
-__all__ = ["KafkaSource", "Resolver", "stream"]
+__all__ = ["KafkaSource", "KeyedState", "Resolver", "runs_in", "stream"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -51,9 +53,14 @@ class StateSpec:
     cls: type
     default: Any  # the parameter's default, or _NO_DEFAULT: then ``cls()`` per new key
     codec: StateCodec
+    # A pydantic state's initial value validated into its fields' types (pydantic leaves a
+    # default such as `since: datetime = "2024-01-01T00:00:00Z"` a str); copied per new key.
+    template: Any = None
 
     def initial(self) -> Any:
         """A fresh initial state for a new key (never shared between keys)."""
+        if self.template is not None:
+            return copy.deepcopy(self.template)
         if self.default is _NO_DEFAULT:
             return self.cls()
         return copy.deepcopy(self.default)
@@ -90,6 +97,9 @@ class Resolver(Generic[P, R]):
         timestamp: str | None,
         owner: str | None,
         tags: tuple[str, ...],
+        environments: tuple[str, ...] | None = None,
+        ignored: Mapping[str, Any] | None = None,
+        call: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         self.fn = fn
         self.name = name
@@ -104,6 +114,12 @@ class Resolver(Generic[P, R]):
         self.timestamp = timestamp
         self.owner = owner
         self.tags = tags
+        # None: runs in every environment; else only where `--environment` names one of these.
+        self.environments = environments
+        # Chalk arguments accepted but without meaning on Flink (listed by `flink-job resolvers`).
+        self.ignored = dict(ignored or {})
+        # How the engine calls the function with (event, state): the state bound by name.
+        self.call: Callable[[Any, Any], Any] = call or (lambda event, state: fn(event))  # type: ignore[call-arg]
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -116,33 +132,98 @@ class Resolver(Generic[P, R]):
 def stream(
     *,
     source: KafkaSource,
-    keys: Mapping[str, Feature] | None = None,
-    parse: Callable[[Any], Any] | None = None,
-    timestamp: str | None = None,
+    mode: str | None = None,
+    environment: str | list[str] | tuple[str, ...] | None = None,
+    machine_type: str | None = None,
     owner: str | None = None,
+    parse: Callable[[Any], Any] | None = None,
+    keys: Mapping[str, Feature] | None = None,
+    timestamp: str | None = None,
+    updates_materialized_aggregations: bool = True,
     tags: list[str] | None = None,
     name: str | None = None,
-    mode: str | None = None,
-    environment: Any = None,
 ) -> Callable[[Callable[P, R]], Resolver[P, R]]:
-    """Declare a stream resolver reading ``source``.
+    """Declare a stream resolver reading ``source``. Takes every argument of Chalk's ``stream()``.
 
     Args:
         source: the :class:`KafkaSource` to read.
-        keys: re-key mapping ``{"attr.path": Feature}``; default: the Kafka record key.
-        parse: ``(bytes | model) -> model | None``; ``None`` skips the message.
-        timestamp: message attribute holding the event time (documentation for now).
+        mode: Chalk's windowed streams (``"continuous"``, ``"tumbling"``): refused, since no
+            windows exist here and ignoring it would change results.
+        environment: a name or a list of names: the resolver runs only in a job started with
+            ``--environment`` naming one of them. ``None``: runs in every environment.
+        machine_type: accepted and ignored with a warning (Flink's slots decide placement).
         owner: the resolver's owner.
+        parse: ``(bytes | model) -> model | None``; ``None`` skips the message.
+        keys: re-key mapping ``{"attr.path": Feature}``; default: the Kafka record key.
+        timestamp: a ``datetime`` field of the message: the event time. It becomes the feature
+            row's Kafka record timestamp, and the source's ``late_arrival_deadline`` uses it.
+        updates_materialized_aggregations: accepted; ``False`` is ignored with a warning (no
+            materialized aggregations exist here).
         tags: free-form tags.
         name: the resolver's name (default: the function's name). Operator uids derive from it.
-        mode: accepted for Chalk compatibility.
-        environment: accepted for Chalk compatibility.
     """
+    ignored: dict[str, Any] = {}
+    if machine_type is not None:
+        ignored["machine_type"] = machine_type
+    if updates_materialized_aggregations is not True:
+        ignored["updates_materialized_aggregations"] = updates_materialized_aggregations
 
     def decorate(fn: Callable[P, R]) -> Resolver[P, R]:
-        return _analyze(fn, source, keys, parse, timestamp, owner, tuple(tags or ()), name)
+        r = _analyze(fn, source, keys, parse, timestamp, owner, tuple(tags or ()), name)
+        rname = r.name
+        if mode is not None:
+            raise _err(
+                rname,
+                "mode",
+                f"mode={mode!r} (Chalk's windowed streams) is not supported: "
+                "there are no windows here, and ignoring it would change results; fix: drop "
+                "mode= and keep what the window held in State[...].",
+            )
+        r.environments = _environments(rname, environment)
+        r.ignored = ignored
+        for arg, value in ignored.items():
+            _warn_once(getattr(fn, "__module__", ""), rname, arg, value)
+        return r
 
     return decorate
+
+
+def runs_in(resolver: Resolver[Any, Any], environment: str | None) -> bool:
+    """Whether ``resolver`` runs in a job started with ``--environment environment``."""
+    return resolver.environments is None or environment in resolver.environments
+
+
+def _environments(rname: str, environment: Any) -> tuple[str, ...] | None:
+    if environment is None:
+        return None
+    names = (environment,) if isinstance(environment, str) else environment
+    if (
+        not isinstance(names, list | tuple)
+        or not names
+        or not all(isinstance(n, str) and n for n in names)
+    ):
+        raise _err(
+            rname,
+            "environment",
+            f"environment= must be a name or a list of names; got "
+            f'{environment!r}; fix: e.g. environment="production" or ["staging", "dev"].',
+        )
+    return tuple(names)
+
+
+_WARNED: set[tuple[str, str, str]] = set()
+
+
+def _warn_once(module: str, rname: str, arg: str, value: Any) -> None:
+    if (module, rname, arg) in _WARNED:
+        return
+    _WARNED.add((module, rname, arg))
+    warnings.warn(
+        f"resolver {rname!r}: {arg}={value!r} has no meaning on Flink and is ignored "
+        "(`flink-job resolvers` lists it); fix: drop it to silence this warning.",
+        IgnoredArgumentWarning,
+        stacklevel=3,
+    )
 
 
 def _err(resolver: str, field: str | None, msg: str) -> ResolverDefinitionError:
@@ -152,6 +233,8 @@ def _err(resolver: str, field: str | None, msg: str) -> ResolverDefinitionError:
 def _annotations(fn: Callable[..., Any], rname: str) -> dict[str, Any]:
     try:
         return inspect.get_annotations(fn, eval_str=True)
+    except ResolverDefinitionError as e:  # e.g. DataFrame[Message]: already says what and how
+        raise _err(rname, e.field, str(e)) from None
     except Exception as e:
         raise _err(
             rname, None, f"cannot evaluate its type annotations ({type(e).__name__}: {e}); "
@@ -200,9 +283,19 @@ def _analyze(
     params = list(inspect.signature(fn).parameters.values())
 
     state: StateSpec | None = None
+    state_param: inspect.Parameter | None = None
     message: inspect.Parameter | None = None
     for p in params:
         ann = anns.get(p.name, _NO_DEFAULT)
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            stars = "*" if p.kind is p.VAR_POSITIONAL else "**"
+            raise _err(
+                rname,
+                p.name,
+                f"parameter {stars}{p.name} has no meaning for a stream resolver; "
+                "fix: remove it (a stream resolver takes one message parameter and at most one "
+                "State[T]).",
+            )
         if is_state_annotation(ann):
             if state is not None:
                 raise _err(
@@ -210,13 +303,25 @@ def _analyze(
                     f"{p.name!r}); fix: keep one state class holding both."
                 )  # fmt: skip
             state = _state_spec(rname, p, ann)
+            state_param = p
         elif message is None:
             message = p
-        elif p.default is _NO_DEFAULT:
+        elif _is_message_type(ann):
             raise _err(
-                rname, p.name, f"parameter {p.name!r} is neither the message nor State[...]; "
-                "fix: a stream resolver takes one message parameter and at most one State[T]."
-            )  # fmt: skip
+                rname,
+                p.name,
+                f"has two message parameters ({message.name!r} and {p.name!r}); "
+                "fix: keep one (a stream resolver reads one message at a time; combine "
+                "streams with parse= or a second resolver).",
+            )
+        else:
+            raise _err(
+                rname,
+                p.name,
+                f"parameter {p.name!r} is neither the message nor State[...], "
+                "and the engine has nothing to pass it (Chalk refuses it too); fix: remove it "
+                "and read settings from module-level constants instead.",
+            )
     if message is None:
         raise _err(rname, None, "has no message parameter; fix: add one, e.g. `event: LoginEvent`.")
     mtype = anns.get(message.name, _NO_DEFAULT)
@@ -236,6 +341,7 @@ def _analyze(
         parse_input = _check_parse(rname, parse, mtype)
 
     key_specs = _key_specs(rname, keys, mtype)
+    _check_timestamp(rname, timestamp, mtype)
     output = _output_spec(rname, anns.get("return", _NO_DEFAULT), key_specs)
     return Resolver(
         fn,
@@ -251,7 +357,76 @@ def _analyze(
         timestamp=timestamp,
         owner=owner,
         tags=tags,
+        call=_binder(fn, message, state_param),
     )
+
+
+def _binder(
+    fn: Callable[..., Any], message: inspect.Parameter, state: inspect.Parameter | None
+) -> Callable[[Any, Any], Any]:
+    """How the engine calls ``fn(event, state)``: each bound to its own parameter by name.
+
+    Parameters are only the message and the state (others are refused), so positional-only
+    ones come first and in order; every other one is passed by keyword.
+    """
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    order = [p for p in (message, state) if p is not None]
+    declared = [p.name for p in inspect.signature(fn).parameters.values()]
+    if [p.name for p in order] == declared and all(p.kind in positional for p in order):
+        if state is None:
+            return lambda event, _state: fn(event)
+        return fn  # fn(event, state): the parameters are declared in that order
+    if state is None:
+        mname = message.name
+        if message.kind is inspect.Parameter.POSITIONAL_ONLY:
+            return lambda event, _state: fn(event)
+        return lambda event, _state: fn(**{mname: event})
+    args = [p for p in inspect.signature(fn).parameters.values()]
+    slots = ["event" if p.name == message.name else "state" for p in args]
+    by_pos = [
+        s for p, s in zip(args, slots, strict=True) if p.kind is inspect.Parameter.POSITIONAL_ONLY
+    ]
+    by_name = {
+        p.name: s
+        for p, s in zip(args, slots, strict=True)
+        if p.kind is not inspect.Parameter.POSITIONAL_ONLY
+    }
+
+    def call(event: Any, st: Any) -> Any:
+        values = {"event": event, "state": st}
+        return fn(*(values[s] for s in by_pos), **{n: values[s] for n, s in by_name.items()})
+
+    return call
+
+
+def _check_timestamp(rname: str, timestamp: Any, mtype: type) -> None:
+    """``timestamp=`` names a ``datetime`` field of the message (Chalk's codes 113 and 114)."""
+    if timestamp is None:
+        return
+    what = getattr(mtype, "__qualname__", repr(mtype))
+    if not isinstance(timestamp, str) or not timestamp:
+        raise _err(
+            rname,
+            "timestamp",
+            f"timestamp= must name a field of {what}; got {timestamp!r}; "
+            'fix: e.g. timestamp="event_time".',
+        )
+    tp = _field_type(mtype, timestamp) if mtype not in (str, bytes) else _NO_DEFAULT
+    if tp is _NO_DEFAULT:
+        raise _err(
+            rname,
+            "timestamp",
+            f"timestamp={timestamp!r} is not a field of the message "
+            f"{what}; fix: name a datetime field of {what}, or parse= into a model that has one.",
+        )
+    if _unwrap_optional(tp) is not datetime.datetime:
+        raise _err(
+            rname,
+            "timestamp",
+            f"timestamp={timestamp!r}: {what}.{timestamp} is {tp!r}, not "
+            f"datetime; fix: annotate it `{timestamp}: datetime` (zoned, e.g. "
+            '"2024-01-01T00:00:00Z"), or convert it in parse=.',
+        )
 
 
 def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
@@ -302,9 +477,12 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
         else "fix: pass a {type} for {field} in the parameter's default, or drop the default."
     )
     try:
-        codec.validate_fields(fields, subject=f"{where}: {what}", fix=fix)
+        validated = codec.validate_fields(fields, subject=f"{where}: {what}", fix=fix)
     except StateSchemaError as e:
         raise ResolverDefinitionError(str(e), resolver=rname, field=e.field or p.name) from None
+    template = None
+    if isinstance(cls, type) and issubclass(cls, pydantic.BaseModel):
+        template = initial = validated
     try:
         codec.encode(initial)
     except Exception as e:
@@ -312,7 +490,7 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
             rname, p.name, f"{where}: {what} cannot be stored ({type(e).__name__}: {e}); fix: "
             f"make every value of {cls.__qualname__} fit its field's declared type."
         ) from None  # fmt: skip
-    return StateSpec(p.name, cls, default, codec)
+    return StateSpec(p.name, cls, default, codec, template)
 
 
 def _fields_without_default(cls: type) -> list[str]:

@@ -15,6 +15,7 @@ import pydantic
 import pydantic_core
 
 from flink_job._core import (
+    LATE,
     SKIP,
     Applied,
     DeadLetter,
@@ -24,6 +25,7 @@ from flink_job._core import (
     ResolverCore,
 )
 from flink_job.loader import collect_resolvers
+from flink_job.streams import runs_in
 
 __all__ = ["ReplayResult", "replay"]
 
@@ -36,6 +38,7 @@ class ReplayResult:
         records: output records in order (key bytes, JSON value, resolver name).
         dead_letters: messages that went to the dead-letter topic, with why.
         skipped: how many messages ``parse=`` skipped.
+        late: how many messages arrived later than their source's ``late_arrival_deadline``.
     """
 
     records: list[FeatureRow]
@@ -43,6 +46,7 @@ class ReplayResult:
     skipped: int
     _stored: dict[str, dict[str, bytes]]
     _cores: dict[str, ResolverCore]
+    late: int = 0
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -77,7 +81,7 @@ def _to_raw(item: Any, topic: str, offset: int) -> RawMessage:
     elif isinstance(item, str):
         value = item.encode()
     elif isinstance(item, pydantic.BaseModel):
-        value = item.model_dump_json().encode()
+        value = item.model_dump_json(by_alias=True).encode()  # as a producer would send it
     elif item is None:
         value = b""
     elif isinstance(item, dict) or dataclasses.is_dataclass(item):
@@ -98,6 +102,7 @@ def replay(
     messages: Iterable[Any] | Mapping[str, Iterable[Any]],
     *,
     initial_states: Mapping[str, Mapping[str, Any]] | None = None,
+    environment: str | None = None,
 ) -> ReplayResult:
     """Run resolvers over messages in order, as the Flink job would.
 
@@ -107,8 +112,18 @@ def replay(
             :class:`RawMessage`s. A list goes to every resolver; a mapping sends each list to
             the resolvers whose source has that name or topic.
         initial_states: ``{resolver: {state key: state object}}`` to start from.
+        environment: as ``--environment``: resolvers declared with ``environment=`` run only
+            when it names one of theirs, as in the job.
     """
-    cores = {r.name: ResolverCore(r) for r in collect_resolvers(resolvers)}
+    found = collect_resolvers(resolvers)
+    chosen = [r for r in found if runs_in(r, environment)]
+    if found and not chosen:
+        raise ValueError(
+            f"no resolver runs in environment {environment!r}: "
+            + "; ".join(f"{r.name!r} runs only in {', '.join(r.environments or ())}" for r in found)
+            + "; fix: pass environment=<one of them>, as the job's --environment"
+        )
+    cores = {r.name: ResolverCore(r) for r in chosen}
     stored: dict[str, dict[str, bytes]] = {name: {} for name in cores}
     for name, states in (initial_states or {}).items():
         codec = cores[name].resolver.state.codec  # type: ignore[union-attr]
@@ -119,7 +134,7 @@ def replay(
         streams = {"": list(messages)}
     records: list[FeatureRow] = []
     dead: list[DeadLetter] = []
-    skipped = 0
+    skipped = late = 0
     for source, items in streams.items():
         targets = [
             c for c in cores.values()
@@ -135,6 +150,9 @@ def replay(
                 if d is SKIP:
                     skipped += 1
                     continue
+                if d is LATE:
+                    late += 1
+                    continue
                 if isinstance(d, DeadLetter):
                     dead.append(d)
                     continue
@@ -148,6 +166,5 @@ def replay(
                 assert isinstance(out, Applied)
                 if out.encoded is not None:
                     keyed[d.key] = out.encoded
-                if out.row is not None:
-                    records.append(out.row)
-    return ReplayResult(records, dead, skipped, stored, cores)
+                records.extend(out.rows)
+    return ReplayResult(records, dead, skipped, stored, cores, late)

@@ -19,6 +19,7 @@ class Record:
     headers: dict[str, bytes]
     partition: int
     offset: int
+    timestamp: int = -1  # the record timestamp (epoch ms)
 
 
 def unique(prefix: str) -> str:
@@ -33,12 +34,19 @@ def create_topic(
         fut.result(30)
 
 
-def produce(bootstrap: str, topic: str, items: Iterable[tuple[Any, ...]]) -> int:
-    """Produce ``(key, value)`` or ``(key, value, headers)`` items in order."""
+def produce(
+    bootstrap: str, topic: str, items: Iterable[tuple[Any, ...]], timestamps: Iterable[int] = ()
+) -> int:
+    """Produce ``(key, value)`` or ``(key, value, headers)`` items in order; ``timestamps``
+    (epoch ms) set the first records' timestamps (the rest get the producer's clock)."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 5_000_000})
     n = 0
+    stamps = iter(timestamps)
     for key, value, *headers in items:
-        p.produce(topic, value=value, key=key, headers=headers[0] if headers else None)
+        ts = next(stamps, 0)
+        p.produce(
+            topic, value=value, key=key, headers=headers[0] if headers else None, timestamp=ts
+        )
         n += 1
         if n % 1000 == 0:
             p.poll(0)
@@ -78,7 +86,14 @@ def read_all(
             m = c.poll(0.5)
             if m is not None and not m.error():
                 out.append(
-                    Record(m.key(), m.value(), dict(m.headers() or []), m.partition(), m.offset())
+                    Record(
+                        m.key(),
+                        m.value(),
+                        dict(m.headers() or []),
+                        m.partition(),
+                        m.offset(),
+                        m.timestamp()[1],
+                    )
                 )
                 last_new = time.monotonic()
             elif len(out) >= expect and time.monotonic() - last_new > settle:

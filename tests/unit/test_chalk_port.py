@@ -203,3 +203,61 @@ def test_the_seed_as_printed_fails_at_import_naming_resolver_parameter_and_field
     assert "LoginState.unique_ips" in message
     assert "got 0" in message
     assert "fix:" in message
+
+
+# A shared Chalk feature module and a resolver using the rest of chalkpy 2.123's names and
+# arguments (issue 12): KeyedState declared first, feature(...), FeatureTime, DataFrame,
+# environment=, machine_type=, timestamp=, updates_materialized_aggregations=.
+CHALK_FULL = """
+from datetime import datetime
+from pydantic import BaseModel
+from chalk.features import DataFrame, FeatureTime, Primary, feature, features
+from chalk.streams import KafkaSource, KeyedState, stream
+
+class Login(BaseModel):
+    user_id: str
+    ip_address: str
+    at: datetime
+
+@features(max_staleness="1d", etl_offline_to_online=True, owner="risk@example.com")
+class Account:
+    user_id: Primary[str]
+    logins: int = feature(max_staleness="infinity", description="logins so far")
+    seen_at: FeatureTime
+
+class Count(BaseModel):
+    n: int = 0
+    last: datetime | None = None
+
+@stream(source=KafkaSource(name="logins", late_arrival_deadline="infinity"), keys={"user_id": Account.user_id}, timestamp="at", environment=["production"], machine_type="large", updates_materialized_aggregations=False)
+def count_logins(state: KeyedState[Count], event: Login) -> DataFrame[Account.user_id, Account.logins, Account.seen_at]:
+    state.n += 1
+    state.last = event.at
+    return DataFrame([Account(logins=state.n, seen_at=event.at)])
+"""
+
+
+def test_a_full_chalk_module_ports_by_its_import_lines(import_source):
+    ported = port(CHALK_FULL)
+    assert changed_lines(CHALK_FULL, ported) == [
+        "from flink_job.features import DataFrame, FeatureTime, Primary, feature, features",
+        "from flink_job.streams import KafkaSource, KeyedState, stream",
+    ]
+    with pytest.warns(UserWarning):
+        module = import_source("ported_chalk_full", ported)
+    messages = [
+        {"user_id": "u1", "ip_address": "1.1.1.1", "at": "2024-01-01T00:00:00Z"},
+        {"user_id": "u1", "ip_address": "1.1.1.1", "at": "2024-01-01T01:00:00+01:00"},
+    ]
+    result = replay(module, messages, environment="production")
+    assert result.dead_letters == []
+    assert result.rows == [
+        {"account.logins": 1, "account.seen_at": "2024-01-01T00:00:00Z", "account.user_id": "u1"},
+        {
+            "account.logins": 2,
+            "account.seen_at": "2024-01-01T01:00:00+01:00",
+            "account.user_id": "u1",
+        },
+    ]
+    assert [r.timestamp for r in result.records] == [1704067200000, 1704067200000]
+    assert result.states["u1"].last.utcoffset().total_seconds() == 3600

@@ -82,6 +82,12 @@ class Opaque:
 # --- what a definition records -----------------------------------------------------------------
 
 
+class TimedLogin(BaseModel):
+    user_id: str
+    ip_address: str
+    ts: dt.datetime
+
+
 def test_stream_records_source_keys_state_output_timestamp_owner_and_tags():
     @stream(
         source=SOURCE,
@@ -91,7 +97,7 @@ def test_stream_records_source_keys_state_output_timestamp_owner_and_tags():
         tags=["team:risk"],
     )
     def track(
-        event: LoginEvent, state: State[LoginState]
+        event: TimedLogin, state: State[LoginState]
     ) -> Features[User.id, User.unique_ip_count]:
         return None
 
@@ -99,7 +105,7 @@ def test_stream_records_source_keys_state_output_timestamp_owner_and_tags():
     assert track.name == "track"
     assert track.source is SOURCE
     assert track.message_param == "event"
-    assert track.message_type is LoginEvent
+    assert track.message_type is TimedLogin
     assert [(k.dotted, k.feature) for k in track.keys] == [("user_id", User.id)]
     assert track.state is not None
     assert track.state.param == "state"
@@ -120,12 +126,18 @@ def test_name_argument_overrides_the_function_name():
     assert track.name == "unique_ips_v2"
 
 
-def test_chalk_only_arguments_mode_and_environment_are_accepted():
-    @stream(source=SOURCE, mode="continuous", environment=["prod"])
+def test_chalk_argument_environment_is_recorded_and_mode_is_refused():
+    @stream(source=SOURCE, environment=["prod"])
     def track(event: LoginEvent) -> Features[User.id]:
         return None
 
     assert track.name == "track"
+    assert track.environments == ("prod",)
+    with pytest.raises(ResolverDefinitionError, match=r"resolver 'windowed': mode='continuous'"):
+
+        @stream(source=SOURCE, mode="continuous", keys={"user_id": User.id})
+        def windowed(event: LoginEvent) -> Features[User.id]:
+            return None
 
 
 def test_return_annotation_may_be_a_features_class():
@@ -211,13 +223,16 @@ def test_parse_without_annotation_takes_bytes():
     assert track.parse_input is bytes
 
 
-def test_extra_parameters_with_defaults_are_allowed():
-    @stream(source=SOURCE)
-    def track(event: LoginEvent, state: State[LoginState], debug: bool = False) -> User:
-        return None
+def test_extra_parameters_are_refused_even_with_defaults():
+    # Chalk refuses them too; the engine would have nothing to pass (issue 12).
+    with pytest.raises(ResolverDefinitionError) as info:
 
-    assert track.message_param == "event"
-    assert track.state.param == "state"
+        @stream(source=SOURCE)
+        def track(event: LoginEvent, state: State[LoginState], debug: bool = False) -> User:
+            return None
+
+    assert info.value.resolver == "track" and info.value.field == "debug"
+    assert "'debug'" in str(info.value) and "fix:" in str(info.value)
 
 
 # --- a decorated resolver stays a plain callable -----------------------------------------------
@@ -650,12 +665,17 @@ def test_a_model_state_with_aliased_fields_is_accepted_as_a_default():
     assert aliased.state.initial().count == 1
 
 
-def test_a_default_holding_a_value_state_cannot_store_is_a_definition_error():
-    import zoneinfo
+class _OddZone(dt.tzinfo):
+    """A tzinfo class of the user's own: state cannot name it (only fixed offsets and IANA)."""
 
+    def utcoffset(self, d: dt.datetime | None) -> dt.timedelta:
+        return dt.timedelta(hours=1)
+
+
+def test_a_default_holding_a_value_state_cannot_store_is_a_definition_error():
     @dataclass
     class Seen:
-        at: dt.datetime = dt.datetime(2024, 1, 1, tzinfo=zoneinfo.ZoneInfo("UTC"))
+        at: dt.datetime = dt.datetime(2024, 1, 1, tzinfo=_OddZone())
 
     with pytest.raises(ResolverDefinitionError) as info:
 
@@ -665,4 +685,4 @@ def test_a_default_holding_a_value_state_cannot_store_is_a_definition_error():
 
     assert info.value.resolver == "seen"
     assert info.value.field == "state"
-    assert "ZoneInfo" in str(info.value) and "fix:" in str(info.value)
+    assert "_OddZone" in str(info.value) and "fix:" in str(info.value)
