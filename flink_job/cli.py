@@ -28,7 +28,12 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sink-topic", help="topic for feature rows (default: features)")
     p.add_argument("--dead-letter-topic", help="default dead-letter topic")
     p.add_argument("--parallelism", type=int)
-    p.add_argument("--checkpoint-interval", type=int, metavar="MS", dest="checkpoint_interval_ms")
+    p.add_argument(
+        "--checkpoint-interval",
+        metavar="DURATION",
+        dest="checkpoint_interval_ms",
+        help="milliseconds, or a Flink duration: 2s, 500 ms, 1 min (default 5s)",
+    )
     p.add_argument("--checkpoint-dir", help="where checkpoints go (default .run/checkpoints)")
     p.add_argument("--delivery", choices=["exactly-once", "at-least-once"])
     p.add_argument("--execution-mode", choices=["thread", "process"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "JobOptions",
     "SourceSettings",
     "check_source_names",
+    "duration_ms",
     "load_conf",
     "project_root",
     "resolve_source",
@@ -29,6 +31,34 @@ DELIVERY_MODES = ("exactly-once", "at-least-once")
 EXECUTION_MODES = ("thread", "process")
 STARTING_OFFSETS = ("committed", "earliest", "latest")
 STATE_BACKENDS = ("hashmap", "rocksdb")
+
+# Flink's duration units (org.apache.flink.util.TimeUtils); a bare number is milliseconds.
+_DURATION_UNITS_MS = {
+    **dict.fromkeys(("ms", "milli", "millis", "millisecond", "milliseconds"), 1),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1000),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60_000),
+    **dict.fromkeys(("h", "hour", "hours"), 3_600_000),
+    **dict.fromkeys(("d", "day", "days"), 86_400_000),
+}
+
+
+def duration_ms(value: str | int, field: str = "checkpoint_interval") -> int:
+    """Milliseconds from a Flink duration (``2s``, ``500 ms``, ``1 min``) or a number of ms.
+
+    Raises:
+        ConfigError: ``value`` is neither.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else ""
+    if not match or (unit and unit not in _DURATION_UNITS_MS):
+        raise ConfigError(
+            f"{field} is {value!r}; fix: a number of milliseconds or a Flink duration such "
+            "as 2s, 500 ms, 1 min",
+            field=field,
+        )
+    return int(match.group(1)) * _DURATION_UNITS_MS[unit or "ms"]
 
 
 def project_root() -> Path:
@@ -101,6 +131,8 @@ class JobOptions:
             if env:
                 values[key] = env
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if "checkpoint_interval_ms" in values:
+            values["checkpoint_interval_ms"] = duration_ms(values["checkpoint_interval_ms"])
         opts = cls(**values)
         opts.validate()
         return opts
