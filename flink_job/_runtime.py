@@ -19,7 +19,7 @@ from pyflink.datastream import KeyedProcessFunction, KeySelector, OutputTag, Run
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from flink_job._core import LATE, Applied, DeadLetter, Decoded, RawMessage, ResolverCore
-from flink_job.loader import collect_resolvers, import_target
+from flink_job.loader import collect_resolvers, import_by_content, import_target
 from flink_job.streams import Resolver
 
 # Messages that cannot be keyed all go to this key; the keyed operator dead-letters them
@@ -117,13 +117,19 @@ class ResolverRef:
     topic: str = ""  # the source topic (dead-letter provenance)
     # Set when the state key arrives computed on the JVM (see flink_job._keying).
     json_key_path: str | None = None
+    # sha256 of the module's source: workers load exactly that code (see load()).
+    digest: str | None = None
 
     @property
     def keyed_in_java(self) -> bool:
         return self.json_key_path is not None
 
     def load(self) -> Resolver[Any, Any]:
-        if self.file and Path(self.file).is_file():
+        """The resolver, from the module source the job was built with (by content, never by
+        a cached module name: a session cluster's interpreter keeps earlier jobs' modules)."""
+        if self.digest is not None:
+            module = import_by_content(self.module, self.file, self.digest)
+        elif self.file and Path(self.file).is_file():
             module = import_target(self.file)
         else:
             module = importlib.import_module(self.module)

@@ -50,7 +50,7 @@ from flink_job._runtime import (
 )
 from flink_job.config import JobOptions, SourceSettings, check_source_names, resolve_source
 from flink_job.errors import ConfigError
-from flink_job.loader import collect_resolvers, for_environment, import_target
+from flink_job.loader import collect_resolvers, file_digest, for_environment, import_target
 from flink_job.streams import Resolver
 
 __all__ = ["BuiltJob", "build_job", "resolver_ref", "resolver_stream", "uid"]
@@ -283,11 +283,21 @@ def resolver_ref(
     r: Resolver[Any, Any], module: str, file: str | None, execution_mode: str,
     max_message_bytes: int | None = None, topic: str = "",
 ) -> ResolverRef:  # fmt: skip
-    """How workers find ``r``, and how its messages are keyed."""
+    """How workers find ``r`` (its module's name, file and content digest), and how its
+    messages are keyed."""
+    loaded = sys.modules.get(module)
+    source = file or getattr(loaded, "__file__", None)
+    digest = file_digest(Path(source)) if source and Path(source).is_file() else None
     return ResolverRef(
-        module=module, file=file, name=r.name, max_message_bytes=max_message_bytes,
-        execution_mode=execution_mode, topic=topic, json_key_path=json_key_path(r),
-    )  # fmt: skip
+        module=module,
+        file=file,
+        name=r.name,
+        max_message_bytes=max_message_bytes,
+        execution_mode=execution_mode,
+        topic=topic,
+        json_key_path=json_key_path(r),
+        digest=digest,
+    )
 
 
 def _union_all(tables: list[Table]) -> Table:
