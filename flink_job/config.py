@@ -22,9 +22,11 @@ __all__ = [
     "SourceSettings",
     "check_source_names",
     "duration_ms",
+    "home",
     "load_conf",
     "project_root",
     "resolve_source",
+    "run_dir",
 ]
 
 DELIVERY_MODES = ("exactly-once", "at-least-once")
@@ -62,11 +64,37 @@ def duration_ms(value: str | int, field: str = "checkpoint_interval") -> int:
 
 
 def project_root() -> Path:
-    """The project folder (holding ``conf/``): ``FLINK_JOB_HOME``, else this checkout."""
+    """Where ``conf/`` and ``build/jars/`` are: ``FLINK_JOB_HOME`` if set, else this checkout,
+    else the installed package's data (``flink_job/_home``, put into the wheel by
+    ``setup.py`` with ``conf/`` and the Kafka connector jar)."""
+    return home()[0]
+
+
+INSTALLED = "the installed package (FLINK_JOB_HOME is not set)"
+
+
+def home() -> tuple[Path, str]:
+    """:func:`project_root` and where it came from (for error messages; :data:`INSTALLED`
+    for an installed package)."""
     env = os.environ.get("FLINK_JOB_HOME")
     if env:
-        return Path(env).resolve()
-    return Path(__file__).resolve().parent.parent
+        return Path(env).expanduser().resolve(), "FLINK_JOB_HOME"
+    package = Path(__file__).resolve().parent
+    checkout = package.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "conf").is_dir():
+        return checkout, "this checkout"
+    return package / "_home", INSTALLED
+
+
+def run_dir() -> Path:
+    """Where local runs write (logs, default checkpoints, the local broker and cluster):
+    ``.run`` in a checkout or ``FLINK_JOB_HOME``; for an installed package
+    ``$XDG_STATE_HOME/flink-job`` (default ``~/.local/state/flink-job``)."""
+    root, origin = home()
+    if origin == INSTALLED:
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state) / "flink-job"
+    return root / ".run"
 
 
 def conf_path() -> Path:
@@ -172,7 +200,9 @@ class JobOptions:
             )
 
     def checkpoint_path(self) -> Path:
-        path = Path(self.checkpoint_dir or ".run/checkpoints")
+        if not self.checkpoint_dir:
+            return run_dir() / "checkpoints"
+        path = Path(self.checkpoint_dir)
         return path if path.is_absolute() else project_root() / path
 
 

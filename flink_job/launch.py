@@ -17,6 +17,7 @@ from flink_job.config import (
     check_source_names,
     project_root,
     resolve_source,
+    run_dir,
 )
 from flink_job.errors import FlinkJobError
 from flink_job.loader import for_environment, load_resolvers
@@ -96,7 +97,7 @@ class LocalJob:
 def _local_logging() -> None:
     """Point the gateway JVM's logs at .run/logs with conf/flink/log4j-local.properties."""
     root = project_root()
-    log_dir = root / ".run" / "logs"
+    log_dir = run_dir() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))
     props = root / "conf" / "flink" / "log4j-local.properties"

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from flink_job._rest import FlinkRest
-from flink_job.config import project_root
+from flink_job.config import project_root, run_dir
 from flink_job.errors import EnvironmentNotReadyError
 
 __all__ = [
@@ -37,7 +37,7 @@ def _flink_home() -> Path:
 
 
 def _run_dir() -> Path:
-    return project_root() / ".run" / "flink"
+    return run_dir() / "flink"
 
 
 def _env() -> dict[str, str]:
