@@ -134,6 +134,12 @@ class JobOptions:
     transaction_timeout_ms: int = 900_000
     default_bootstrap_servers: str = "localhost:9092"
     environment: str | None = None  # --environment: resolvers with environment= run only there
+    # A fixed property of a job's state: savepoints restore at any parallelism up to it, and
+    # it cannot change without losing the state's key-group layout. Flink's default derives
+    # it from the parallelism, so a later scale-up could change it; here it is explicit.
+    max_parallelism: int = 128
+    # The cluster's Python for the job (python.executable); None: the cluster's own setting.
+    python_executable: str | None = None
 
     @classmethod
     def from_conf(cls, **overrides: Any) -> JobOptions:
@@ -180,6 +186,18 @@ class JobOptions:
         one_of("state_backend", self.state_backend, STATE_BACKENDS)
         if self.parallelism < 1:
             raise ConfigError(f"parallelism is {self.parallelism}; fix: use 1 or more")
+        if not 1 <= self.max_parallelism <= 32768:
+            raise ConfigError(
+                f"max_parallelism is {self.max_parallelism}; fix: use 1..32768 (default 128)",
+                field="max_parallelism",
+            )
+        if self.parallelism > self.max_parallelism:
+            raise ConfigError(
+                f"parallelism {self.parallelism} is above max_parallelism "
+                f"{self.max_parallelism}; fix: lower --parallelism (max_parallelism is fixed for "
+                "a job's state: savepoints restore only up to the value they were taken with)",
+                field="parallelism",
+            )
         if self.checkpoint_interval_ms < 100:
             raise ConfigError(
                 f"checkpoint interval is {self.checkpoint_interval_ms} ms; fix: use >= 100 ms",

@@ -7,6 +7,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from connectors.admin import check_reachable, client_config, ensure_topics
@@ -19,7 +20,7 @@ from flink_job.config import (
     resolve_source,
     run_dir,
 )
-from flink_job.errors import FlinkJobError
+from flink_job.errors import EnvironmentNotReadyError, FlinkJobError
 from flink_job.loader import for_environment, load_resolvers
 from flink_job.streams import Resolver
 
@@ -177,43 +178,68 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
 
 
 def submit(target: str, options: JobOptions, jobmanager: str) -> str:
-    """``flink-job submit``: build the job here and submit it to a running cluster's REST
-    endpoint (Python files and the connector jar are uploaded with it); returns the job id."""
-    from pyflink.datastream import StreamExecutionEnvironment
+    """``flink-job submit``: package the job (:mod:`flink_job.package`), check the cluster's
+    Python, build the job here and submit it through the cluster's REST endpoint with the
+    artifact's code, wheels and jars; returns the job id. No path of this machine is sent:
+    the cluster's python.executable and checkpoint directory apply unless ``options`` set them.
+    """
+    import tempfile
 
-    from flink_job._rest import FlinkRest
-    from flink_job.job import build_job, flink_configuration
+    from flink_job.package import package
 
     _local_logging()
-    FlinkRest(jobmanager).get("/overview")  # one clear line if the cluster is not there
+    rest = FlinkRest(jobmanager)
+    rest.get("/overview")  # one clear line if the cluster is not there
     resolvers, _ = prepare(target, options)
+    with tempfile.TemporaryDirectory(prefix="flink-job-submit-") as tmp:
+        artifact = package(target, Path(tmp) / "artifact", options)
+        check_cluster_python(jobmanager, options, artifact.spec["python"]["version"])
+        job_id = _submit_artifact(target, options, jobmanager, artifact, resolvers)
+    _wait_running(rest, job_id)
+    return job_id
+
+
+def _remote_env(jobmanager: str, config: Any, jars: list[Path], options: JobOptions) -> Any:
+    from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.java_gateway import get_gateway
 
-    from connectors.jars import kafka_connector_jar
-
     host, _, port = jobmanager.rpartition(":")
-    config = flink_configuration(options)
     gateway = get_gateway()
-    jar_files = gateway.new_array(gateway.jvm.String, 1)
-    jar_files[0] = str(kafka_connector_jar())
-    # get_execution_environment() would start a local MiniCluster; the remote environment
-    # submits through the cluster's REST endpoint and uploads the jar with the job.
     jvm = gateway.jvm
+    jar_files = gateway.new_array(jvm.String, len(jars))
+    for i, jar in enumerate(jars):
+        jar_files[i] = str(jar)
+    settings = jvm.org.apache.flink.runtime.jobgraph.SavepointRestoreSettings
     restore = (
-        jvm.org.apache.flink.runtime.jobgraph.SavepointRestoreSettings.forPath(
-            options.from_savepoint, options.allow_non_restored_state
-        )
+        settings.forPath(options.from_savepoint, options.allow_non_restored_state)
         if options.from_savepoint
-        else jvm.org.apache.flink.runtime.jobgraph.SavepointRestoreSettings.none()
+        else settings.none()
     )
+    # get_execution_environment() would start a local MiniCluster; the remote environment
+    # submits through the cluster's REST endpoint and uploads the jars and files with the job.
     # Explicit restore settings: the remote environment ignores
     # execution.state-recovery.ignore-unclaimed-state from the configuration.
-    env = StreamExecutionEnvironment(
-        jvm.org.apache.flink.streaming.api.environment.RemoteStreamEnvironment(
-            host or "localhost", int(port or 8081), config._j_configuration, jar_files,
-            None, restore,
-        )
-    )  # fmt: skip
+    remote = jvm.org.apache.flink.streaming.api.environment.RemoteStreamEnvironment
+    j_env = remote(
+        host or "localhost", int(port or 8081), config._j_configuration, jar_files, None, restore
+    )
+    return StreamExecutionEnvironment(j_env)
+
+
+def _submit_artifact(
+    target: str,
+    options: JobOptions,
+    jobmanager: str,
+    artifact: Any,
+    resolvers: list[Resolver[Any, Any]],
+) -> str:
+    from flink_job.entry import attach
+    from flink_job.job import build_job, flink_configuration
+
+    env = _remote_env(
+        jobmanager, flink_configuration(options, cluster=True), artifact.jars, options
+    )
+    attach(env, artifact, jars=False)  # the jars go with the remote environment
     try:
         job = build_job(target, options, env=env, resolvers=resolvers)
         client = job.env.execute_async(options.job_name)
@@ -222,9 +248,92 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
             raise
         line = summarize_java_error(str(e)) or f"{type(e).__name__}: {e}"
         raise FlinkJobError(f"could not submit the job: {explain(line)}") from None
-    job_id = str(client.get_job_id())
-    _wait_running(FlinkRest(jobmanager), job_id)
-    return job_id
+    return str(client.get_job_id())
+
+
+PROBE_NAME = "flink-job: python check"
+# Runs on a TaskManager with the job's Python. Defined by exec in a module of its own so that
+# cloudpickle ships it by value: the cluster has no flink_job to import it from.
+_PROBE = """
+def probe(_):
+    import sys
+    import pyflink.version
+    return "%d.%d %s %s" % (sys.version_info[0], sys.version_info[1],
+                            pyflink.version.__version__, sys.executable)
+"""
+
+
+def check_cluster_python(jobmanager: str, options: JobOptions, wheels_for: str) -> str:
+    """Run a one-element job with the job's Python settings on the cluster and check that its
+    Python exists, is at least 3.11, matches the Python the wheels were packaged for, and has
+    apache-flink of this client's version. Returns ``"X.Y flink-version path"``.
+
+    Raises:
+        EnvironmentNotReadyError: one line naming the Python and what is wrong (the job itself
+            is then not submitted).
+    """
+    from importlib import metadata
+
+    from pyflink.common import Configuration
+    from pyflink.common.typeinfo import Types
+
+    python = options.python_executable or _cluster_setting(jobmanager, "python.executable")
+    where = f"the cluster's Python (python.executable = {python or 'python, the default'})"
+    fix = (
+        "fix: install Python 3.11 with apache-flink=="
+        + metadata.version("apache-flink")
+        + " there, or pass --python-executable PATH of one"
+    )
+    config = Configuration()
+    config.set_string("python.execution-mode", options.execution_mode)
+    if options.python_executable:
+        config.set_string("python.executable", options.python_executable)
+    config.set_string("restart-strategy.type", "none")
+    config.set_string("pipeline.name", PROBE_NAME)
+    env = _remote_env(jobmanager, config, [], JobOptions())
+    env.set_parallelism(1)
+    namespace: dict[str, Any] = {"__name__": "flink_job_python_probe"}
+    exec(_PROBE, namespace)
+    stream = env.from_collection([0], Types.INT()).map(namespace["probe"], Types.STRING())
+    try:
+        with stream.execute_and_collect(PROBE_NAME) as results:
+            found = [str(r) for r in results]
+    except Exception as e:
+        raise EnvironmentNotReadyError(
+            f"{where} cannot run the job: {_probe_cause(e)}; {fix}"
+        ) from None
+    version, flink, path = found[0].split(" ", 2)
+    major, minor = (int(x) for x in version.split("."))
+    if (major, minor) < (3, 11):
+        raise EnvironmentNotReadyError(f"{where} is Python {version} ({path}): too old; {fix}")
+    if version != wheels_for:
+        raise EnvironmentNotReadyError(
+            f"{where} is Python {version} ({path}), the job's wheels are for {wheels_for}; "
+            f"fix: package for it (flink-job package --python-version {version}) or point "
+            "--python-executable at a Python " + wheels_for
+        )
+    ours = metadata.version("apache-flink")
+    if flink.split(".")[:2] != ours.split(".")[:2]:
+        raise EnvironmentNotReadyError(
+            f"{where} has apache-flink {flink} ({path}), this client {ours}; {fix}"
+        )
+    return found[0]
+
+
+def _cluster_setting(jobmanager: str, key: str) -> str | None:
+    for entry in FlinkRest(jobmanager).get("/jobmanager/config"):
+        if entry.get("key") == key:
+            return str(entry.get("value"))
+    return None
+
+
+def _probe_cause(e: Exception) -> str:
+    text = str(e)
+    if "error=2" in text or "No such file or directory" in text:
+        return "it does not exist on the TaskManagers"
+    if "No module named 'pyflink'" in text or "No module named 'pemja'" in text:
+        return "it lacks apache-flink (No module named 'pyflink')"
+    return summarize_java_error(text) or f"{type(e).__name__}"
 
 
 def _wait_running(rest: Any, job_id: str, timeout: float = 90.0) -> None:
