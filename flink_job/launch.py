@@ -191,10 +191,11 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
     rest = FlinkRest(jobmanager)
     rest.get("/overview")  # one clear line if the cluster is not there
     resolvers, _ = prepare(target, options)
+    python = python_settings(jobmanager, options)
     with tempfile.TemporaryDirectory(prefix="flink-job-submit-") as tmp:
         artifact = package(target, Path(tmp) / "artifact", options)
-        check_cluster_python(jobmanager, options, artifact.spec["python"]["version"])
-        job_id = _submit_artifact(target, options, jobmanager, artifact, resolvers)
+        check_cluster_python(jobmanager, options, python, artifact.spec["python"]["version"])
+        job_id = _submit_artifact(target, options, jobmanager, artifact, resolvers, python)
     _wait_running(rest, job_id)
     return job_id
 
@@ -232,14 +233,16 @@ def _submit_artifact(
     jobmanager: str,
     artifact: Any,
     resolvers: list[Resolver[Any, Any]],
+    python: dict[str, str],
 ) -> str:
     from flink_job.entry import attach
     from flink_job.job import build_job, flink_configuration
 
-    env = _remote_env(
-        jobmanager, flink_configuration(options, cluster=True), artifact.jars, options
-    )
-    attach(env, artifact, jars=False)  # the jars go with the remote environment
+    config = flink_configuration(options, cluster=True)
+    for key, value in python.items():
+        config.set_string(key, value)
+    env = _remote_env(jobmanager, config, artifact.jars, options)
+    attach(env, artifact)  # the remote environment uploads the jars; this loads them here too
     try:
         job = build_job(target, options, env=env, resolvers=resolvers)
         client = job.env.execute_async(options.job_name)
@@ -263,7 +266,25 @@ def probe(_):
 """
 
 
-def check_cluster_python(jobmanager: str, options: JobOptions, wheels_for: str) -> str:
+# The cluster's Python settings a job carries over. The Python operators read them from the
+# job's configuration only (the TaskManagers' own config.yaml is not consulted), so `flink run`
+# copies them from the cluster's config.yaml into every job; submit copies them from the
+# JobManager's. python.pythonpath matters when the cluster's Python is a venv: thread mode
+# embeds libpython, which does not read pyvenv.cfg.
+PYTHON_SETTINGS = ("python.executable", "python.pythonpath")
+
+
+def python_settings(jobmanager: str, options: JobOptions) -> dict[str, str]:
+    """The job's Python settings: ``--python-executable`` alone if given, else the cluster's."""
+    if options.python_executable:
+        return {"python.executable": options.python_executable}
+    found = {k: _cluster_setting(jobmanager, k) for k in PYTHON_SETTINGS}
+    return {k: v for k, v in found.items() if v}
+
+
+def check_cluster_python(
+    jobmanager: str, options: JobOptions, python: dict[str, str], wheels_for: str
+) -> str:
     """Run a one-element job with the job's Python settings on the cluster and check that its
     Python exists, is at least 3.11, matches the Python the wheels were packaged for, and has
     apache-flink of this client's version. Returns ``"X.Y flink-version path"``.
@@ -277,8 +298,8 @@ def check_cluster_python(jobmanager: str, options: JobOptions, wheels_for: str) 
     from pyflink.common import Configuration
     from pyflink.common.typeinfo import Types
 
-    python = options.python_executable or _cluster_setting(jobmanager, "python.executable")
-    where = f"the cluster's Python (python.executable = {python or 'python, the default'})"
+    executable = python.get("python.executable", "python, the default")
+    where = f"the cluster's Python (python.executable = {executable})"
     fix = (
         "fix: install Python 3.11 with apache-flink=="
         + metadata.version("apache-flink")
@@ -286,8 +307,8 @@ def check_cluster_python(jobmanager: str, options: JobOptions, wheels_for: str) 
     )
     config = Configuration()
     config.set_string("python.execution-mode", options.execution_mode)
-    if options.python_executable:
-        config.set_string("python.executable", options.python_executable)
+    for key, value in python.items():
+        config.set_string(key, value)
     config.set_string("restart-strategy.type", "none")
     config.set_string("pipeline.name", PROBE_NAME)
     env = _remote_env(jobmanager, config, [], JobOptions())

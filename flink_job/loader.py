@@ -110,7 +110,8 @@ def import_by_content(name: str, file: str | None, digest: str) -> ModuleType:
             if file_digest(path) == digest:
                 if len(parts) > 1:
                     importlib.import_module(".".join(parts[:-1]))  # the parent packages
-                return _exec_file(name, path.resolve(), digest)
+                # Not resolved: Flink links shipped files to blobs named without ".py".
+                return _exec_file(name, path.absolute(), digest)
         raise EnvironmentNotReadyError(
             f"the code of module {name!r} this job was built with (sha256 {digest[:12]}) is "
             f"not on this worker (files of that name here: {', '.join(seen) or 'none'}); "
