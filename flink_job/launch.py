@@ -285,9 +285,10 @@ def python_settings(jobmanager: str, options: JobOptions) -> dict[str, str]:
 def check_cluster_python(
     jobmanager: str, options: JobOptions, python: dict[str, str], wheels_for: str
 ) -> str:
-    """Run a one-element job with the job's Python settings on the cluster and check that its
-    Python exists, is at least 3.11, matches the Python the wheels were packaged for, and has
-    apache-flink of this client's version. Returns ``"X.Y flink-version path"``.
+    """Run a one-element job with the job's Python settings on the cluster (in process mode)
+    and check that its Python exists, is at least 3.11, matches the Python the wheels were
+    packaged for, and has apache-flink of this client's version. Returns
+    ``"X.Y flink-version path"``.
 
     Raises:
         EnvironmentNotReadyError: one line naming the Python and what is wrong (the job itself
@@ -306,7 +307,9 @@ def check_cluster_python(
         + " there, or pass --python-executable PATH of one"
     )
     config = Configuration()
-    config.set_string("python.execution-mode", options.execution_mode)
+    # Process mode starts the given Python afresh. Thread mode would not test it: a
+    # TaskManager keeps the embedded interpreter of its first Python job for good.
+    config.set_string("python.execution-mode", "process")
     for key, value in python.items():
         config.set_string(key, value)
     config.set_string("restart-strategy.type", "none")
