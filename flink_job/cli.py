@@ -170,7 +170,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     from flink_job._local import cluster
 
     if args.action == "start":
-        print(cluster.start())
+        print(cluster.start(taskmanagers=args.taskmanagers, slots=args.slots))
     else:
         cluster.stop()
     return 0
@@ -235,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cluster", help="the local standalone Flink cluster")
     p.add_argument("action", choices=["start", "stop"])
+    p.add_argument("--taskmanagers", type=int, default=1, metavar="N", help="(start) default 1")
+    p.add_argument(
+        "--slots", type=int, metavar="S", help="(start) slots per TaskManager (default: conf's 4)"
+    )
     p.set_defaults(func=_cmd_cluster)
 
     p = sub.add_parser("demo", help="local broker + sample logins + the example resolver")
