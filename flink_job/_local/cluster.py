@@ -11,7 +11,9 @@ import os
 import re
 import shutil
 import signal
+import site
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -49,6 +51,12 @@ def _env(slots: int | None = None) -> dict[str, str]:
     text = (src / "config.yaml").read_text()
     text = text.replace("${CHECKPOINT_DIR}", str(run / "checkpoints"))
     text = text.replace("${SAVEPOINT_DIR}", str(run / "savepoints"))
+    # The cluster's own Python: this venv's, whose PyFlink distribution the cluster runs from.
+    # Jobs carry it over (flink-job submit, flink run read it from here). Thread mode embeds
+    # libpython, which does not read the venv's pyvenv.cfg: site-packages go on its path.
+    site_packages = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    text += f"\npython.executable: {sys.executable}\n"
+    text += f"python.pythonpath: {os.pathsep.join(site_packages)}\n"
     if slots is not None:
         text = re.sub(
             r"(?m)^taskmanager\.numberOfTaskSlots:.*$",
