@@ -13,7 +13,13 @@ from pathlib import Path
 from flink_job.config import home, project_root
 from flink_job.errors import EnvironmentNotReadyError
 
-__all__ = ["jar_dir", "kafka_broker_classpath", "kafka_connector_jar", "project_root"]
+__all__ = [
+    "jar_dir",
+    "job_jars",
+    "kafka_broker_classpath",
+    "kafka_connector_jar",
+    "project_root",
+]
 
 
 def jar_dir(kind: str) -> Path:
@@ -49,6 +55,12 @@ def kafka_connector_jar() -> Path:
             f"{folder}, found through {home()[1]}; fix: {_fix()}"
         )
     return found[-1]
+
+
+def job_jars() -> list[Path]:
+    """Every jar a job needs on the cluster (``pipeline.jars``): shipped by ``flink-job
+    package`` and ``submit``, loaded by local runs. Add a jar the job needs here."""
+    return [kafka_connector_jar()]
 
 
 def _fix() -> str:

@@ -146,7 +146,7 @@ def flink_configuration(options: JobOptions, cluster: bool = False) -> Configura
         # Thread mode embeds libpython in the JVM; it does not read the venv's pyvenv.cfg, so
         # the venv's site-packages must be put on its path explicitly.
         config.set_string("python.pythonpath", os.pathsep.join(_site_packages()))
-        config.set_string("pipeline.jars", jars.kafka_connector_jar().as_uri())
+        config.set_string("pipeline.jars", ";".join(j.as_uri() for j in jars.job_jars()))
     elif options.python_executable:
         config.set_string("python.executable", options.python_executable)
     config.set_string("execution.checkpointing.interval", f"{options.checkpoint_interval_ms} ms")

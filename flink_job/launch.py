@@ -235,14 +235,20 @@ def _submit_artifact(
     resolvers: list[Resolver[Any, Any]],
     python: dict[str, str],
 ) -> str:
+    from connectors.jars import job_jars
     from flink_job.entry import attach
     from flink_job.job import build_job, flink_configuration
 
     config = flink_configuration(options, cluster=True)
     for key, value in python.items():
         config.set_string(key, value)
-    env = _remote_env(jobmanager, config, artifact.jars, options)
-    attach(env, artifact)  # the remote environment uploads the jars; this loads them here too
+    # The jars where they live here, not the temporary artifact's copies: they are also loaded
+    # into this process's classloader, which outlives the submission (a later submit in the
+    # same process would look for a deleted file).
+    jars = job_jars()
+    env = _remote_env(jobmanager, config, jars, options)
+    attach(env, artifact, jars=False)
+    env.add_jars(*(j.as_uri() for j in jars))
     try:
         job = build_job(target, options, env=env, resolvers=resolvers)
         client = job.env.execute_async(options.job_name)

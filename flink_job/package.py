@@ -157,7 +157,7 @@ def package(
         py_files: local modules or packages the resolver module imports.
         jars: jars the job needs besides the Kafka connector.
     """
-    from connectors.jars import kafka_connector_jar
+    from connectors.jars import job_jars
 
     module = import_target(target)
     name = module.__name__
@@ -186,7 +186,7 @@ def package(
         )
         (tmp / "jars").mkdir()
         jar_names = []
-        for jar in [kafka_connector_jar(), *map(Path, jars)]:
+        for jar in [*job_jars(), *map(Path, jars)]:
             if not jar.is_file():
                 raise ConfigError(f"jar {jar} does not exist; fix: pass an existing jar")
             shutil.copy(jar, tmp / "jars" / jar.name)
