@@ -36,7 +36,11 @@ def _add_job_flags(p: argparse.ArgumentParser, target: bool = True) -> None:
         dest="checkpoint_interval_ms",
         help="milliseconds, or a Flink duration: 2s, 500 ms, 1 min (default 5s)",
     )
-    p.add_argument("--checkpoint-dir", help="where checkpoints go (default .run/checkpoints)")
+    p.add_argument(
+        "--checkpoint-dir",
+        help="where checkpoints go (default: run: .run/checkpoints; submit: the cluster's "
+        "execution.checkpointing.dir)",
+    )
     p.add_argument("--delivery", choices=["exactly-once", "at-least-once"])
     p.add_argument("--execution-mode", choices=["thread", "process"])
     p.add_argument("--starting-offsets", choices=["committed", "earliest", "latest"])
