@@ -366,20 +366,29 @@ def _probe_cause(e: Exception) -> str:
     return summarize_java_error(text) or f"{type(e).__name__}"
 
 
-def _wait_running(rest: Any, job_id: str, timeout: float = 90.0) -> None:
-    """Return once every task of the job runs; raise with the root cause if it fails first
-    (e.g. a savepoint holding state of a removed resolver)."""
+def _wait_running(rest: Any, job_id: str, timeout: float = 90.0, settle: float = 2.0) -> None:
+    """Return once every task of the job has run for ``settle`` seconds; raise with the root
+    cause if it fails first (e.g. a savepoint holding state of a removed resolver, or restored
+    state that does not fit the state class, which fails on the first message after the
+    tasks switch to RUNNING)."""
     deadline = time.monotonic() + timeout
+    running_since: float | None = None
     while time.monotonic() < deadline:
         job = rest.job(job_id)
         state = job.get("state")
         if state == "RUNNING" and all(v["status"] == "RUNNING" for v in job.get("vertices", [])):
-            return
-        if state in ("FAILED", "FAILING", "RESTARTING", "CANCELED"):
-            cause = explain(rest.root_cause(job_id) or "see the cluster logs")
-            # Restarts cannot fix these: report now instead of after every restart attempt.
-            deterministic = ("Cannot map", "StateSchemaError")
-            if state != "RESTARTING" or any(d in cause for d in deterministic):
-                raise FlinkJobError(f"job {job_id} {state.lower()}: {cause}")
+            running_since = running_since or time.monotonic()
+            if time.monotonic() - running_since >= settle:
+                return
+            time.sleep(0.5)
+            continue
+        running_since = None
+        # Region failover restarts failed tasks while the job stays RUNNING: look at the
+        # job's exceptions whenever not every task runs.
+        cause = explain(rest.root_cause(job_id) or "see the cluster logs")
+        # Restarts cannot fix these: report now instead of after every restart attempt.
+        deterministic = ("Cannot map", "StateSchemaError")
+        if state in ("FAILED", "FAILING", "CANCELED") or any(d in cause for d in deterministic):
+            raise FlinkJobError(f"job {job_id} {state.lower()}: {cause}")
         time.sleep(1)
     raise FlinkJobError(f"job {job_id} did not reach RUNNING within {timeout:.0f}s")
