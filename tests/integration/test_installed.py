@@ -1,5 +1,9 @@
 """Installed, not checked out: a built wheel of flink-job, installed elsewhere, works from any
-directory and finds its default conf and the connector jar without this checkout."""
+directory and finds its default conf and the connector jar without this checkout.
+
+Building the wheel needs pip to get the build backend (setuptools>=68, pyproject.toml) from its
+index or cache: in a network namespace without network it fails at setup.
+"""
 
 from __future__ import annotations
 
