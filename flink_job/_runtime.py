@@ -33,7 +33,7 @@ from flink_job._core import (
     ResolverCore,
     state_key,
 )
-from flink_job.loader import collect_resolvers, import_target
+from flink_job.loader import collect_resolvers, import_by_content, import_target
 from flink_job.streams import Resolver
 
 # Messages that cannot be keyed all go to this key; the keyed operator dead-letters them
@@ -136,13 +136,19 @@ class ResolverRef:
     # Unique per built job and resolver: scopes what its operators share in one interpreter
     # (the hand-off), which every job on the TaskManager shares in thread mode.
     scope: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    # sha256 of the module's source: workers load exactly that code (see load()).
+    digest: str | None = None
 
     @property
     def keyed_in_java(self) -> bool:
         return self.json_key_path is not None
 
     def load(self) -> Resolver[Any, Any]:
-        if self.file and Path(self.file).is_file():
+        """The resolver, from the module source the job was built with (by content, never by
+        a cached module name: a session cluster's interpreter keeps earlier jobs' modules)."""
+        if self.digest is not None:
+            module = import_by_content(self.module, self.file, self.digest)
+        elif self.file and Path(self.file).is_file():
             module = import_target(self.file)
         else:
             module = importlib.import_module(self.module)

@@ -60,7 +60,7 @@ from flink_job.config import (
     transactional_id_prefix,
 )
 from flink_job.errors import ConfigError
-from flink_job.loader import collect_resolvers, for_environment, import_target
+from flink_job.loader import collect_resolvers, file_digest, for_environment, import_target
 from flink_job.streams import Resolver
 
 __all__ = ["BuiltJob", "build_job", "resolver_ref", "resolver_stream", "uid"]
@@ -143,24 +143,37 @@ def _site_packages() -> list[str]:
     return [p for p in site.getsitepackages() if Path(p).is_dir()]
 
 
-def flink_configuration(options: JobOptions) -> Configuration:
-    """The Flink configuration for ``options`` (shared by local runs and submissions)."""
+def flink_configuration(options: JobOptions, cluster: bool = False) -> Configuration:
+    """The Flink configuration for ``options``.
+
+    Local runs (MiniCluster, ``cluster=False``) use this process's Python, site-packages,
+    checkpoint directory and connector jar. A job for a cluster (``cluster=True``) carries no
+    path of this machine: the cluster's own ``python.executable`` and
+    ``execution.checkpointing.dir`` apply unless ``options`` set them, and the code and jars
+    travel with the job (:mod:`flink_job.package`).
+    """
     config = Configuration()
     config.set_string("python.execution-mode", options.execution_mode)
-    # Workers must run this venv's python, or they cannot import pyflink (or the resolvers).
-    config.set_string("python.executable", sys.executable)
-    config.set_string("python.client.executable", sys.executable)
-    # Thread mode embeds libpython in the JVM; it does not read the venv's pyvenv.cfg, so the
-    # venv's site-packages must be put on its path explicitly.
-    config.set_string("python.pythonpath", os.pathsep.join(_site_packages()))
-    config.set_string("pipeline.jars", jars.kafka_connector_jar().as_uri())
+    if not cluster:
+        # Workers must run this venv's python, or they cannot import pyflink (or the resolvers).
+        python = options.python_executable or sys.executable
+        config.set_string("python.executable", python)
+        config.set_string("python.client.executable", sys.executable)
+        # Thread mode embeds libpython in the JVM; it does not read the venv's pyvenv.cfg, so
+        # the venv's site-packages must be put on its path explicitly.
+        config.set_string("python.pythonpath", os.pathsep.join(_site_packages()))
+        config.set_string("pipeline.jars", ";".join(j.as_uri() for j in jars.job_jars()))
+    elif options.python_executable:
+        config.set_string("python.executable", options.python_executable)
     config.set_string("execution.checkpointing.interval", f"{options.checkpoint_interval_ms} ms")
     config.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
-    config.set_string("execution.checkpointing.dir", options.checkpoint_path().as_uri())
+    if not cluster or options.checkpoint_dir:
+        config.set_string("execution.checkpointing.dir", options.checkpoint_path().as_uri())
     config.set_string(
         "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
     )
     config.set_string("state.backend.type", options.state_backend)
+    config.set_string("pipeline.max-parallelism", str(options.max_parallelism))
     config.set_string("restart-strategy.type", "fixed-delay")
     config.set_string("restart-strategy.fixed-delay.attempts", "30")
     config.set_string("restart-strategy.fixed-delay.delay", "2 s")
@@ -193,6 +206,7 @@ def build_job(
     if env is None:
         env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(options))
     env.set_parallelism(options.parallelism)
+    env.set_max_parallelism(options.max_parallelism)
     name = job_identity(options.job_name, module.__name__)
     if is_file and file:
         env.add_python_file(file)
@@ -399,13 +413,23 @@ def resolver_ref(
     r: Resolver[Any, Any], module: str, file: str | None, execution_mode: str,
     max_message_bytes: int | None = None, topic: str = "",
 ) -> ResolverRef:  # fmt: skip
-    """How workers find ``r``, and how its messages are keyed."""
+    """How workers find ``r`` (its module's name, file and content digest), and how its
+    messages are keyed."""
+    loaded = sys.modules.get(module)
+    source = file or getattr(loaded, "__file__", None)
+    digest = file_digest(Path(source)) if source and Path(source).is_file() else None
     path = json_key_path(r)
     return ResolverRef(
-        module=module, file=file, name=r.name, max_message_bytes=max_message_bytes,
-        execution_mode=execution_mode, topic=topic, json_key_path=path,
+        module=module,
+        file=file,
+        name=r.name,
+        max_message_bytes=max_message_bytes,
+        execution_mode=execution_mode,
+        topic=topic,
+        json_key_path=path,
         json_key_defaults=json_key_defaults(r) if path else (),
-    )  # fmt: skip
+        digest=digest,
+    )
 
 
 def _union_all(tables: list[Table]) -> Table:
