@@ -1,4 +1,5 @@
-"""Where the jars are: fetched from Maven Central by ``./build.sh`` into ``build/jars/``.
+"""Where the jars are: fetched from Maven Central by ``./build.sh`` into ``build/jars/`` (of
+the checkout, ``FLINK_JOB_HOME``, or an installed package's data: see ``project_root``).
 
 ``build/jars/flink/`` holds the Flink Kafka SQL connector (a fat jar), ``build/jars/kafka/`` the
 Kafka broker (KRaft) with its tools and logging binding. The poms are in ``connectors/maven/``.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flink_job.config import project_root
+from flink_job.config import home, project_root
 from flink_job.errors import EnvironmentNotReadyError
 
 __all__ = [
@@ -21,8 +22,6 @@ __all__ = [
     "operators_jar",
     "project_root",
 ]
-
-_FIX = "run ./build.sh"
 
 
 def jar_dir(kind: str) -> Path:
@@ -48,7 +47,7 @@ def kafka_connector_jar() -> Path:
         if not jar.is_file():
             raise EnvironmentNotReadyError(
                 f"FLINK_JOB_KAFKA_CONNECTOR_JAR={env} does not exist; "
-                f"fix: point it at the jar, or unset it and {_FIX}"
+                "fix: point it at the jar, or unset it to use the jar fetched by ./build.sh"
             )
         return jar.resolve()
     folder = jar_dir("flink")
@@ -56,7 +55,7 @@ def kafka_connector_jar() -> Path:
     if not found:
         raise EnvironmentNotReadyError(
             f"the Flink Kafka connector jar (flink-sql-connector-kafka-*.jar) is missing from "
-            f"{folder}; fix: {_FIX}"
+            f"{folder}, found through {home()[1]}; fix: {_fix()}"
         )
     return found[-1]
 
@@ -78,7 +77,7 @@ def operators_jar() -> Path:
         if not jar.is_file():
             raise EnvironmentNotReadyError(
                 f"FLINK_JOB_OPERATORS_JAR={env} does not exist; "
-                f"fix: point it at the jar, or unset it and {_FIX}"
+                f"fix: point it at the jar, or unset it and {_fix()}"
             )
         return jar.resolve()
     folder = jar_dir("operators")
@@ -86,19 +85,28 @@ def operators_jar() -> Path:
     if not found:
         raise EnvironmentNotReadyError(
             f"the flink-job operators jar (flink-job-operators-*.jar) is missing from "
-            f"{folder}; fix: {_FIX}"
+            f"{folder}; fix: {_fix()}"
         )
     return found[-1]
 
 
 def job_jars() -> list[Path]:
-    """Every jar a job needs at run time, in ``pipeline.jars`` order: the Kafka connector and
-    the job's own operators. Local runs, ``submit`` and ``package`` all ship these.
-
-    Raises:
-        EnvironmentNotReadyError: A jar is missing.
-    """
+    """Every jar a job needs on the cluster (``pipeline.jars``): the Kafka connector and the
+    job's own operators (the batched keyed operator), shipped by ``flink-job package`` and
+    ``submit``, loaded by local runs. Add a jar the job needs here."""
     return [kafka_connector_jar(), operators_jar()]
+
+
+def _fix() -> str:
+    origin = home()[1]
+    if origin == "this checkout":
+        return "run ./build.sh"
+    if origin.startswith("FLINK_JOB_HOME"):
+        return "run ./build.sh in that folder, or point FLINK_JOB_HOME at a checkout that did"
+    return (
+        "set FLINK_JOB_KAFKA_CONNECTOR_JAR to the jar, or FLINK_JOB_HOME to a checkout where "
+        "./build.sh fetched it, or reinstall from such a checkout (its wheel carries the jar)"
+    )
 
 
 def kafka_broker_classpath() -> list[Path]:
@@ -115,6 +123,6 @@ def kafka_broker_classpath() -> list[Path]:
     if not any(j.name.startswith("kafka_2.13-") for j in jars):
         raise EnvironmentNotReadyError(
             f"the Kafka broker jars (kafka_2.13-*.jar and dependencies) are missing from "
-            f"{folder}; fix: {_FIX}"
+            f"{folder}, found through {home()[1]}; fix: {_fix()}"
         )
     return jars

@@ -83,9 +83,12 @@ class BatchStep:
 
     CACHE_SIZE = 10_000  # decoded state objects kept between batches (checked by bytes)
 
-    def __init__(self, core: ResolverCore, topic: str, handoff: Any = None) -> None:
+    def __init__(
+        self, core: ResolverCore, topic: str, handoff: Any = None, scope: str | None = None
+    ) -> None:
         self.core = core
         self.topic = topic
+        self._scope = scope  # the job's hand-off scope, released by close()
         # Keyed by a Python key selector (flink_job._runtime.KeyOf): the events it decoded,
         # taken instead of decoding again (a miss decodes again; the key is re-checked anyway).
         self._handoff = handoff
@@ -94,10 +97,22 @@ class BatchStep:
     @classmethod
     def from_spec(cls, spec: bytes) -> BatchStep:
         """From the JSON the job put into the operator (a ResolverRef's fields)."""
-        from flink_job._runtime import HANDOFF, ResolverRef
+        from flink_job._runtime import HANDOFFS, ResolverRef
 
         ref = ResolverRef(**json.loads(spec))
-        return cls(ref.core(), ref.topic, None if ref.keyed_in_java else HANDOFF)
+        core = ref.core()
+        if not (ref.keyed_in_java or core.resolver.keys):
+            return cls(core, ref.topic)
+        # A Python key selector (or the JVM keying's fallback) hands decoded events over.
+        return cls(core, ref.topic, HANDOFFS.acquire(ref.scope), ref.scope)
+
+    def close(self) -> None:
+        """Release the job's hand-off (called when the operator closes)."""
+        if self._scope is not None:
+            from flink_job._runtime import HANDOFFS
+
+            HANDOFFS.release(self._scope)
+            self._scope = None
 
     def process(self, buf: bytes) -> bytes:
         """Run one batch (see the module docstring for the formats)."""
@@ -141,7 +156,11 @@ class BatchStep:
                 timestamp=None if timestamp == _NO_TIMESTAMP else timestamp,
                 headers=() if absent & _ABSENT_HEADERS else tuple(headers),
             )
-            handed = handoff.take((name, partition, offset)) if handoff is not None else None
+            handed = (
+                None
+                if handoff is None
+                else handoff.take(name, (rkey, value, partition, offset, None, absent))
+            )
             out = step(core, msg, store, routed_key=keys[k], decoded=handed and handed[0])
             if isinstance(out, Applied):
                 for row in _rows(out):

@@ -32,6 +32,11 @@ DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 # the job: such a message is a dead letter instead, as is one stamped before 1970.
 MAX_FUTURE_MS = 3_600_000
 _MAX_ERROR_CHARS = 2000
+# The largest dead-letter record written (key + value + headers): below the broker's default
+# message.max.bytes (1,048,588) with room for the batch overhead, so every dead letter fits a
+# topic on defaults. A larger one keeps its headers and key, and its value is cut (header
+# DLQ_VALUE_TRUNCATED holds the original size; the original is at the dlq.source.* position).
+DEAD_LETTER_MAX_BYTES = 1_000_000
 
 HEADER_RESOLVER = "resolver"
 DLQ_ERROR_CLASS = "dlq.error.class"
@@ -40,6 +45,7 @@ DLQ_RESOLVER = "dlq.resolver"
 DLQ_SOURCE_TOPIC = "dlq.source.topic"
 DLQ_SOURCE_PARTITION = "dlq.source.partition"
 DLQ_SOURCE_OFFSET = "dlq.source.offset"
+DLQ_VALUE_TRUNCATED = "dlq.value.truncated"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,6 +82,32 @@ class DeadLetter:
             (DLQ_SOURCE_PARTITION, str(m.partition).encode()),
             (DLQ_SOURCE_OFFSET, str(m.offset).encode()),
         ]
+
+    def record(
+        self, limit: int = DEAD_LETTER_MAX_BYTES
+    ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+        """What the dead-letter topic gets: (key, value, headers), at most ``limit`` bytes.
+
+        Over the limit, the value is cut to what fits and ``dlq.value.truncated`` gives its
+        original size; if the key and headers alone are over it, the original headers are
+        dropped too and the key cut (the ``dlq.source.*`` headers say where the original is).
+        """
+        m = self.message
+        headers = self.headers()
+        key, value = m.key, m.value
+        size = _record_size(key, value, headers)
+        if size <= limit:
+            return key, value, headers
+        assert value is not None  # an empty value is never over the limit alone
+        marker = (DLQ_VALUE_TRUNCATED, str(len(value)).encode())
+        headers = [*headers, marker]
+        room = limit - _record_size(key, b"", headers)
+        if room < 0:  # huge key or headers: keep only ours
+            headers = [*headers[len(m.headers) :]]
+            room = limit - _record_size(b"", b"", headers)
+            key = (key or b"")[: max(room // 2, 0)] if key is not None else None
+            room = limit - _record_size(key, b"", headers)
+        return key, value[: max(room, 0)], headers
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,16 +175,31 @@ def epoch_ms(value: datetime.datetime) -> int:
     return (value - _EPOCH) // _MS
 
 
+# A state key reaches the Python operators through pemja in thread mode, which decodes Java
+# strings as UTF-16 *with BOM detection*: a leading U+FEFF is dropped, a leading U+FFFE
+# byte-swaps the rest (and can make it invalid, which crashes the TaskManager). Keys starting
+# with either get an ESCAPE prefix (and so do keys starting with ESCAPE itself: one-to-one).
+ESCAPE = "\x01"
+_ESCAPED_STARTS = ("\ufeff", "\ufffe", ESCAPE)
+
+
+def state_key(s: str) -> str:
+    """The state key for the string ``s`` (itself, unless it starts with U+FEFF, U+FFFE or
+    ESCAPE: then ESCAPE + itself)."""
+    return ESCAPE + s if s.startswith(_ESCAPED_STARTS) else s
+
+
 def canonical_key(values: tuple[Any, ...]) -> str:
     """The state key for key feature values: typed, canonical, never pickled.
 
     One string value is itself; any other single value is its JSON; several values are a JSON
-    array. Within one resolver the key fields have fixed types, so the mapping is one-to-one.
+    array (then :func:`state_key`). Within one resolver the key fields have fixed types, so
+    the mapping is one-to-one.
     """
     if len(values) == 1:
         v = values[0]
         if type(v) is str:
-            return v
+            return state_key(v)
         return pydantic_core.to_json(v).decode()
     return pydantic_core.to_json(list(values)).decode()
 
@@ -233,9 +280,17 @@ class ResolverCore:
                     )
                 values.append(v)
             key_values = tuple(values)
+            key = canonical_key(key_values)
+            if not key.isascii() and not _is_unicode(key):
+                return self._dead(
+                    msg,
+                    "MissingKey",
+                    f"state key {key!r} is not valid Unicode (a lone surrogate); it cannot be "
+                    "a Flink key",
+                )
             if self._deadline_ms is not None and self._late(event, msg):
                 return LATE
-            return Decoded(canonical_key(key_values), event, key_values)
+            return Decoded(key, event, key_values)
         if self._deadline_ms is not None and self._late(event, msg):
             return LATE
         if msg.key is None:
@@ -247,7 +302,7 @@ class ResolverCore:
             key = msg.key.decode("utf-8")
         except UnicodeDecodeError as e:
             return self._dead(msg, "MissingKey", f"Kafka record key is not UTF-8: {e}")
-        return Decoded(key, event, ())
+        return Decoded(state_key(key), event, ())
 
     def event_time_ms(self, event: Any, msg: RawMessage) -> int | None:
         """The message's event time: its ``timestamp=`` field, else the Kafka record's."""
@@ -374,12 +429,24 @@ class ResolverCore:
         self._shapes[fs.cls] = shape
         return shape
 
+    def decode_routed(self, msg: RawMessage, routed: str) -> Decoded | DeadLetter | Skip:
+        """``decode`` for a message the engine routed to state key ``routed``: a message whose
+        validated key is another one (a ``parse=`` that is not deterministic, a savepoint
+        restored under another topic) is a ``KeyMismatch`` dead letter, never applied to
+        ``routed``'s state. A message that cannot be decoded gets its own dead letter."""
+        d = self.decode(msg)
+        if isinstance(d, Decoded) and d.key != routed:
+            return self.key_mismatch(msg, routed, d)
+        return d
+
     def key_mismatch(self, msg: RawMessage, routed: Any, d: Decoded) -> DeadLetter:
         """The engine routed ``msg`` to state key ``routed`` but its validated key differs."""
         return self._dead(
             msg, "KeyMismatch",
             f"the message was routed to state key {routed!r} but its validated key is "
-            f"{d.key!r}; it was not applied. Please report this with the message bytes.",
+            f"{d.key!r}; it was not applied to either key's state. Causes: a parse= that does "
+            "not give the same key for the same bytes every time, or a savepoint restored "
+            "under a different source; fix: make parse= deterministic.",
         )  # fmt: skip
 
     def _dead(self, msg: RawMessage, kind: str, error: str) -> DeadLetter:
@@ -388,6 +455,22 @@ class ResolverCore:
 
 class _OutputError(Exception):
     pass
+
+
+def _record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
+    """A Kafka record's size as a producer counts it, plus a generous per-record overhead."""
+    size = 64 + len(key or b"") + len(value or b"")
+    for name, v in headers:
+        size += 8 + len(name.encode("utf-8", "surrogatepass")) + len(v)
+    return size
+
+
+def _is_unicode(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _validator(tp: type) -> Any:

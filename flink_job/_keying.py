@@ -19,9 +19,10 @@ from typing import Any
 
 import pydantic
 
+from flink_job._core import state_key
 from flink_job.streams import Resolver
 
-__all__ = ["json_key_path"]
+__all__ = ["CLEAN_JSON_REGEX", "json_key_defaults", "json_key_path"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Model settings under which a validated string can differ from the JSON text.
@@ -52,6 +53,10 @@ def json_key_path(resolver: Resolver[Any, Any]) -> str | None:
             return None
         if field.alias not in (None, name) or field.validation_alias not in (None, name):
             return None
+        if field.default_factory is not None:  # a default computed per message: not on the JVM
+            return None
+        if not field.is_required() and _absent_key(field.default, path[i + 1 :]) is _NOT_STR:
+            return None
         inner = _without_none(field.annotation)
         if i == len(path) - 1:
             if inner is not str:
@@ -59,6 +64,58 @@ def json_key_path(resolver: Resolver[Any, Any]) -> str | None:
         else:
             model = inner
     return "$." + ".".join(path)
+
+
+# Jackson (JSON_VALUE) refuses what Python's json module writes and pydantic reads: NaN,
+# Infinity, numbers over 1,000 digits. The document without them: every match of this Java
+# regex, in order, joined (REGEXP_EXTRACT_ALL of group 1; Flink's REGEXP_REPLACE takes no
+# group references). Matches without group 1 are object members and array elements whose
+# value is such a token or any number (the key is a string): dropped. Strings are matched
+# whole (possessive), so nothing inside a string is ever touched, and the members along the
+# key path keep their string value.
+_STR = r'"(?:[^"\\]|\\.)*+"'
+_BAD = r"(?:NaN|-?Infinity|-?[0-9][0-9.eE+-]*+)"
+_WS = r"[ \t\n\r]*+"
+CLEAN_JSON_REGEX = "|".join(
+    [
+        f",{_WS}{_STR}{_WS}:{_WS}{_BAD}",  # , "member": BAD
+        f"{_STR}{_WS}:{_WS}{_BAD}{_WS},?",  # "member": BAD ,
+        f",{_WS}{_BAD}",  # , BAD (array element)
+        f"{_BAD}{_WS},?",  # BAD , (first array element)
+        f'([^",NI0-9-]++|{_STR}|[\\s\\S])',  # everything else: kept
+    ]
+)
+
+
+_NOT_STR = object()
+
+
+def json_key_defaults(resolver: Resolver[Any, Any]) -> tuple[tuple[str, str | None], ...]:
+    """For a resolver keyed on the JVM, per prefix of the key path (``$.a``, ``$.a.b``): the
+    state key of a message in which that member is absent - the default's key, or None when
+    that message cannot be keyed (a required field, or a default giving no key)."""
+    model: Any = resolver.message_type
+    path = resolver.keys[0].path
+    out: list[tuple[str, str | None]] = []
+    for i, name in enumerate(path):
+        field = model.model_fields[name]
+        key = None if field.is_required() else _absent_key(field.default, path[i + 1 :])
+        prefix = "$." + ".".join(path[: i + 1])
+        out.append((prefix, state_key(key) if isinstance(key, str) else None))
+        model = _without_none(field.annotation)
+    return tuple(out)
+
+
+def _absent_key(default: Any, rest: tuple[str, ...] | list[str]) -> Any:
+    """The key value a default gives (None: no key; _NOT_STR: a key that is not a string)."""
+    v = default
+    for name in rest:
+        if v is None:
+            return None
+        v = getattr(v, name, None)
+    if v is None or type(v) is str:
+        return v
+    return _NOT_STR
 
 
 def _plain_model(model: Any) -> bool:

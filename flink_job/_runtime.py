@@ -7,19 +7,33 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import itertools
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import KeyedProcessFunction, KeySelector, OutputTag, RuntimeContext
+from pyflink.datastream import (
+    KeyedProcessFunction,
+    KeySelector,
+    MapFunction,
+    OutputTag,
+    RuntimeContext,
+)
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
-from flink_job._core import LATE, Applied, DeadLetter, Decoded, RawMessage, ResolverCore
-from flink_job.loader import collect_resolvers, import_target
+from flink_job._core import (
+    LATE,
+    Applied,
+    DeadLetter,
+    Decoded,
+    RawMessage,
+    ResolverCore,
+    state_key,
+)
+from flink_job.loader import collect_resolvers, import_by_content, import_target
 from flink_job.streams import Resolver
 
 # Messages that cannot be keyed all go to this key; the keyed operator dead-letters them
@@ -117,13 +131,24 @@ class ResolverRef:
     topic: str = ""  # the source topic (dead-letter provenance)
     # Set when the state key arrives computed on the JVM (see flink_job._keying).
     json_key_path: str | None = None
+    # Per prefix of that path: the state key of a message where it is absent (its default).
+    json_key_defaults: tuple[tuple[str, str | None], ...] = ()
+    # Unique per built job and resolver: scopes what its operators share in one interpreter
+    # (the hand-off), which every job on the TaskManager shares in thread mode.
+    scope: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    # sha256 of the module's source: workers load exactly that code (see load()).
+    digest: str | None = None
 
     @property
     def keyed_in_java(self) -> bool:
         return self.json_key_path is not None
 
     def load(self) -> Resolver[Any, Any]:
-        if self.file and Path(self.file).is_file():
+        """The resolver, from the module source the job was built with (by content, never by
+        a cached module name: a session cluster's interpreter keeps earlier jobs' modules)."""
+        if self.digest is not None:
+            module = import_by_content(self.module, self.file, self.digest)
+        elif self.file and Path(self.file).is_file():
             module = import_target(self.file)
         else:
             module = importlib.import_module(self.module)
@@ -151,52 +176,160 @@ def raw_message(msg: tuple[Any, ...], topic: str) -> RawMessage:
 
 
 def _dead_row(d: DeadLetter) -> Row:
+    # Bounded (DeadLetter.record): a dead letter the producer or broker refuses would fail the
+    # task, and the message would be read and refused again after every restart.
+    key, value, headers = d.record()
     # Kafka headers are a list; the table connector takes a map (one value per name).
-    return Row(d.message.key, d.message.value, dict(d.headers()))
+    return Row(key, value, dict(headers))
 
 
 class _Handoff:
-    """Decoded messages passed from the key selector to the keyed operator of one resolver.
+    """Decoded messages passed from the key selector to the keyed operator of one job.
 
     In thread mode every operator of a TaskManager runs in one Python interpreter, so the
     keyed operator can reuse the event the key selector already parsed and validated instead
-    of parsing it a second time. A miss (process mode, another TaskManager, a restart) simply
-    decodes again: decoding is deterministic, so both paths give the same result.
+    of parsing it a second time. A miss (another TaskManager, a restart, an evicted entry)
+    simply decodes again, and checks the key the message was routed by.
+
+    One hand-off per job (``ResolverRef.scope``): the interpreter is shared by every job of
+    the TaskManager. It is bounded by bytes (entries of records that go to another
+    TaskManager are never taken), and ``take`` returns an entry only if it is the very
+    message given: same partition, offset, record key and value bytes.
     """
 
-    MAX = 65_536
+    MAX_BYTES = 32 * 1024 * 1024
+    MAX_ENTRIES = 65_536
+    # What an entry holds besides the raw value: the parsed event (several times the JSON),
+    # the key and the dict slot; an estimate, only used to bound the total.
+    ENTRY_OVERHEAD, VALUE_FACTOR = 512, 4
 
-    def __init__(self) -> None:
-        self._items: dict[tuple[str, Any, Any], tuple[Decoded, RawMessage]] = {}
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._items: dict[tuple[str, int, int], tuple[Decoded, RawMessage, int]] = {}
+        self._bytes = 0
         self._lock = threading.Lock()
 
-    def put(self, key: tuple[str, Any, Any], d: Decoded, msg: RawMessage) -> None:
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, resolver: str, d: Decoded, msg: RawMessage) -> None:
+        size = self.ENTRY_OVERHEAD + self.VALUE_FACTOR * len(msg.value or b"")
+        size += len(msg.key or b"")
+        if size > self.max_bytes:
+            return
         with self._lock:
             items = self._items
-            if len(items) >= self.MAX:  # entries of records that never arrived (failover)
-                for old in list(itertools.islice(items, self.MAX // 4)):
-                    del items[old]
-            items[key] = (d, msg)
+            key = (resolver, msg.partition, msg.offset)
+            old = items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[2]
+            while items and (self._bytes + size > self.max_bytes or len(items) >= self.MAX_ENTRIES):
+                self._bytes -= items.pop(next(iter(items)))[2]  # the oldest entry
+            items[key] = (d, msg, size)
+            self._bytes += size
 
-    def take(self, key: tuple[str, Any, Any]) -> tuple[Decoded, RawMessage] | None:
+    def take(self, resolver: str, value: tuple[Any, ...]) -> tuple[Decoded, RawMessage] | None:
+        """The entry for message tuple ``value`` (see MSG_TYPE) if it is that message."""
         with self._lock:
-            return self._items.pop(key, None)
+            entry = self._items.pop((resolver, value[MSG_PARTITION], value[MSG_OFFSET]), None)
+            if entry is None:
+                return None
+            self._bytes -= entry[2]
+        d, msg, _ = entry
+        absent = value[MSG_ABSENT]
+        if msg.value != (None if absent & ABSENT_VALUE else value[MSG_VALUE]) or msg.key != (
+            None if absent & ABSENT_KEY else value[MSG_KEY]
+        ):
+            return None  # another message at this position (another job's, or rewritten)
+        return d, msg
 
 
-HANDOFF = _Handoff()
+class _Handoffs:
+    """The hand-offs of the jobs running in this interpreter, by job scope (reference
+    counted: the last operator of a job to close drops its hand-off)."""
+
+    def __init__(self) -> None:
+        self._by_scope: dict[str, tuple[_Handoff, int]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, scope: str) -> _Handoff:
+        with self._lock:
+            h, n = self._by_scope.get(scope) or (_Handoff(), 0)
+            self._by_scope[scope] = (h, n + 1)
+            return h
+
+    def release(self, scope: str) -> None:
+        with self._lock:
+            entry = self._by_scope.get(scope)
+            if entry is None:
+                return
+            h, n = entry
+            if n <= 1:
+                del self._by_scope[scope]
+            else:
+                self._by_scope[scope] = (h, n - 1)
+
+    def scopes(self) -> list[str]:
+        with self._lock:
+            return list(self._by_scope)
 
 
-class KeyOf(KeySelector):
+HANDOFFS = _Handoffs()
+
+
+def python_key(
+    core: ResolverCore, ref: ResolverRef, value: tuple[Any, ...], handoff: _Handoff | None
+) -> str:
+    """The state key of message tuple ``value`` computed in Python (decode + re-key mapping),
+    or UNKEYABLE; a decoded message is handed off to the keyed operator."""
+    msg = raw_message(value, ref.topic)
+    d = core.decode(msg)
+    if not isinstance(d, Decoded):
+        return UNKEYABLE
+    if handoff is not None:
+        handoff.put(ref.name, d, msg)
+    return d.key
+
+
+class _PythonKeyed:
+    """Shared by the key selector and the JVM path's fallback keying: a core and, in thread
+    mode, the job's hand-off."""
+
+    ref: ResolverRef
+    _core: ResolverCore | None = None
+    _handoff: _Handoff | None = None
+
+    def _open(self) -> None:
+        self._core = self.ref.core()
+        if self.ref.execution_mode == "thread":  # process mode: operators never share one
+            self._handoff = HANDOFFS.acquire(self.ref.scope)
+
+    def _close(self) -> None:
+        if self._handoff is not None:
+            HANDOFFS.release(self.ref.scope)
+            self._handoff = None
+
+
+class KeyOf(KeySelector, _PythonKeyed):
     """Computes the state key (decode + re-key mapping, or the Kafka record key)."""
 
     def __init__(self, ref: ResolverRef) -> None:
         self.ref = ref
-        self._core: ResolverCore | None = None
+        self._core = None
+        self._handoff = None
         self._needs_parse = True
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._core = self.ref.core()
+        self._open()
+        assert self._core is not None
         self._needs_parse = bool(self._core.resolver.keys)
+
+    def close(self) -> None:
+        self._close()
 
     def get_key(self, value: tuple[Any, ...]) -> str:
         if not self._needs_parse:
@@ -204,16 +337,32 @@ class KeyOf(KeySelector):
             if value[MSG_ABSENT] & ABSENT_KEY:
                 return UNKEYABLE
             try:
-                return str(k.decode("utf-8"))
+                return state_key(k.decode("utf-8"))
             except UnicodeDecodeError:
                 return UNKEYABLE
         assert self._core is not None
-        msg = raw_message(value, self.ref.topic)
-        d = self._core.decode(msg)
-        if not isinstance(d, Decoded):
-            return UNKEYABLE
-        HANDOFF.put((self.ref.name, msg.partition, msg.offset), d, msg)
-        return d.key
+        return python_key(self._core, self.ref, value, self._handoff)
+
+
+class FallbackKey(MapFunction, _PythonKeyed):
+    """JVM keying's fallback: a message whose key the SQL projection could not give with
+    certainty (see flink_job.job.resolver_stream) is keyed here, in Python, exactly as the
+    Python key selector would: ``Row(state key, message)``."""
+
+    def __init__(self, ref: ResolverRef) -> None:
+        self.ref = ref
+        self._core = None
+        self._handoff = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._open()
+
+    def close(self) -> None:
+        self._close()
+
+    def map(self, value: tuple[Any, ...]) -> Row:
+        assert self._core is not None
+        return Row(python_key(self._core, self.ref, value, self._handoff), value)
 
 
 class _Counters:
@@ -264,10 +413,19 @@ class Resolve(KeyedProcessFunction):
             self._state = StateCell(runtime_context, self.ref.execution_mode)
         self._counters = _Counters(runtime_context)
         self._cache = {}
-        self._java_key = self.ref.keyed_in_java
+        # Messages keyed in Python (the key selector, or JVM keying's fallback) may have been
+        # handed off; those keyed by the Kafka record key never are.
+        self._handoff = None
+        if self.ref.execution_mode == "thread" and (
+            self.ref.keyed_in_java or self._core.resolver.keys
+        ):
+            self._handoff = HANDOFFS.acquire(self.ref.scope)
 
     def close(self) -> None:
         self._counters.maybe_flush(force=True)
+        if self._handoff is not None:
+            HANDOFFS.release(self.ref.scope)
+            self._handoff = None
 
     def process_element(self, value: tuple[Any, ...], ctx: KeyedProcessFunction.Context) -> Any:
         core = self._core
@@ -275,16 +433,16 @@ class Resolve(KeyedProcessFunction):
         counts = self._counters.counts
         counts[0] += 1
         self._counters.maybe_flush()
-        handed = (
-            None
-            if self._java_key
-            else HANDOFF.take((self.ref.name, value[MSG_PARTITION], value[MSG_OFFSET]))
-        )
+        handoff = self._handoff
+        handed = None if handoff is None else handoff.take(self.ref.name, value)
         if handed is not None:
+            # The very decoded message the key was computed from: routed by d.key.
             d, msg = handed
         else:
+            # Decode again and check the key it was routed by, on every path: a message is
+            # never applied to another key's state.
             msg = raw_message(value, self.ref.topic)
-            decoded = core.decode(msg)
+            decoded = core.decode_routed(msg, ctx.get_current_key())
             if isinstance(decoded, DeadLetter):
                 counts[2] += 1
                 yield DEAD_LETTERS, _dead_row(decoded)
@@ -293,12 +451,6 @@ class Resolve(KeyedProcessFunction):
                 counts[4 if decoded is LATE else 3] += 1
                 return
             d = decoded
-            if self._java_key and d.key != ctx.get_current_key():
-                # Cannot happen for the resolvers keyed on the JVM (flink_job._keying); if it
-                # ever does, the message is kept, not applied to another key's state.
-                counts[2] += 1
-                yield DEAD_LETTERS, _dead_row(core.key_mismatch(msg, ctx.get_current_key(), d))
-                return
         state = stored = None
         if self._state is not None:
             cached = self._cache.pop(d.key, None)

@@ -47,12 +47,14 @@ _SCALARS: tuple[type, ...] = (
     str, int, float, bool, bytes, type(None),
     dt.datetime, dt.date, dt.time, dt.timedelta, decimal.Decimal, uuid.UUID,
 )  # fmt: skip
+# Exactly the globals the encoder writes (protocol 5 writes sets and frozensets as opcodes).
+# Nothing else: ``bytearray(n)`` alone would let 33 stored bytes allocate gigabytes. With
+# only these, every object the unpickler builds is made from bytes present in the stream, so
+# decoding allocates in proportion to the stored size.
 _ALLOWED_GLOBALS = {
     ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"),
     ("datetime", "timedelta"), ("datetime", "timezone"), ("decimal", "Decimal"),
-    ("uuid", "UUID"), ("builtins", "set"), ("builtins", "frozenset"),
-    ("builtins", "bytearray"), ("copyreg", "_reconstructor"), ("builtins", "object"),
-    (__name__, "_zoneinfo"),
+    ("uuid", "UUID"), (__name__, "_zoneinfo"),
 }  # fmt: skip
 
 
@@ -166,6 +168,27 @@ class _Unsupported(Exception):
         self.tp = tp
 
 
+class _NotStored(Exception):
+    """A state class holding values that are not fields (so never stored)."""
+
+    def __init__(self, cls: type, what: str) -> None:
+        self.cls = cls
+        self.what = what
+
+
+def _check_all_stored(cls: type) -> None:
+    """Refuse a model whose instances hold values outside its fields: private attributes
+    and ``extra="allow"`` live on the object but are not encoded, so a cached state object
+    and the decoded bytes would differ (the job and ``replay`` would disagree)."""
+    if not _is_model(cls):
+        return
+    private = sorted(getattr(cls, "__private_attributes__", {}) or {})
+    if private:
+        raise _NotStored(cls, f"private attributes ({', '.join(private)})")
+    if cls.model_config.get("extra") == "allow":  # type: ignore[attr-defined]
+        raise _NotStored(cls, 'extra="allow" (extra fields)')
+
+
 class _Compiler:
     """Compiles a state class into (to_plain, from_plain) converters and a schema description."""
 
@@ -260,12 +283,30 @@ class _Compiler:
         if cls in self._classes:
             return self._classes[cls]
         # Placeholders make recursive classes (a tree of nodes) resolve lazily.
+        _check_all_stored(cls)
         cell: dict[str, Callable[[Any], Any]] = {}
         self._classes[cls] = (lambda v: cell["to"](v), lambda v: cell["from"](v))
         plan = [(name, *self.convs(ann)) for name, ann in _fields_of(cls).items()]
+        n_fields = len(plan)
 
         def to_plain(obj: Any) -> dict[str, Any]:
             return {n: (to(getattr(obj, n)) if to else getattr(obj, n)) for n, to, _ in plan}
+
+        if _is_dataclass_type(cls):
+            plain_fields = to_plain
+
+            def to_plain(obj: Any) -> dict[str, Any]:
+                # An attribute set on a dataclass that is not a field would live on the
+                # cached object but never be stored: refuse it (a StateEncodeError).
+                attrs = getattr(obj, "__dict__", None)
+                if attrs is not None and len(attrs) != n_fields:
+                    extra = sorted(set(attrs) - {n for n, _, _ in plan})
+                    raise TypeError(
+                        f"{type(obj).__qualname__} has attributes that are not fields and "
+                        f"would not be stored: {', '.join(extra)}; fix: declare them as "
+                        "fields of the state class"
+                    )
+                return plain_fields(obj)
 
         if _is_model(cls):
 
@@ -314,6 +355,16 @@ def _generic_to_plain(v: Any) -> Any:
     )
 
 
+def _not_stored_error(resolver: str, e: _NotStored, field: str) -> ResolverDefinitionError:
+    return ResolverDefinitionError(
+        f"resolver {resolver!r}: state class {e.cls.__qualname__} has {e.what}, which state "
+        "does not store (after a restart they would be lost, and the job and replay would "
+        "disagree); fix: declare every value the resolver keeps as a field.",
+        resolver=resolver,
+        field=field,
+    )
+
+
 _SAVEPOINT_FIX = (
     "fix: give new fields a default, keep old field types compatible, or start this resolver "
     "without the savepoint's state (rename it)."
@@ -342,6 +393,8 @@ class StateCodec:
         for name, ann in _fields_of(cls).items():
             try:
                 compiler.convs(ann)
+            except _NotStored as e:
+                raise _not_stored_error(resolver, e, name) from None
             except _Unsupported as e:
                 raise ResolverDefinitionError(
                     f"resolver {resolver!r}: state field {cls.__qualname__}.{name} has type "
@@ -350,7 +403,10 @@ class StateCodec:
                     resolver=resolver,
                     field=name,
                 ) from None
-        self._to_plain, self._from_plain = compiler.class_convs(cls)
+        try:
+            self._to_plain, self._from_plain = compiler.class_convs(cls)
+        except _NotStored as e:
+            raise _not_stored_error(resolver, e, param) from None
         self.fingerprint = hashlib.sha1(compiler.describe(cls).encode()).hexdigest()[:16]
         self._adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(cls)
         self._field_names = list(_fields_of(cls))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,8 +17,9 @@ from flink_job.errors import FlinkJobError
 __all__ = ["main"]
 
 
-def _add_job_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="a .py file or a module name holding @stream resolvers")
+def _add_job_flags(p: argparse.ArgumentParser, target: bool = True) -> None:
+    if target:
+        p.add_argument("target", help="a .py file or a module name holding @stream resolvers")
     p.add_argument("--from-savepoint", metavar="PATH", help="restore state and offsets")
     p.add_argument(
         "--allow-non-restored-state",
@@ -28,8 +30,17 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sink-topic", help="topic for feature rows (default: features)")
     p.add_argument("--dead-letter-topic", help="default dead-letter topic")
     p.add_argument("--parallelism", type=int)
-    p.add_argument("--checkpoint-interval", type=int, metavar="MS", dest="checkpoint_interval_ms")
-    p.add_argument("--checkpoint-dir", help="where checkpoints go (default .run/checkpoints)")
+    p.add_argument(
+        "--checkpoint-interval",
+        metavar="DURATION",
+        dest="checkpoint_interval_ms",
+        help="milliseconds, or a Flink duration: 2s, 500 ms, 1 min (default 5s)",
+    )
+    p.add_argument(
+        "--checkpoint-dir",
+        help="where checkpoints go (default: run: .run/checkpoints; submit: the cluster's "
+        "execution.checkpointing.dir)",
+    )
     p.add_argument("--delivery", choices=["exactly-once", "at-least-once"])
     p.add_argument("--execution-mode", choices=["thread", "process"])
     p.add_argument("--starting-offsets", choices=["committed", "earliest", "latest"])
@@ -53,6 +64,17 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
         help="run the resolvers declared for this environment (environment=) and those "
         "declared for none",
     )
+    p.add_argument(
+        "--max-parallelism",
+        type=int,
+        help="pipeline.max-parallelism (default 128): fixed for a job's state; savepoints "
+        "restore at any parallelism up to it",
+    )
+    p.add_argument(
+        "--python-executable",
+        metavar="PATH",
+        help="the cluster's Python for this job (default: the cluster's python.executable)",
+    )
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -61,8 +83,8 @@ def _options(args: argparse.Namespace) -> Any:
     keys = (
         "from_savepoint", "bootstrap_servers", "sink_topic", "dead_letter_topic", "parallelism",
         "checkpoint_interval_ms", "checkpoint_dir", "delivery", "execution_mode",
-        "starting_offsets", "state_backend", "job_name", "environment", "batch_size",
-        "batch_time_ms",
+        "starting_offsets", "state_backend", "job_name", "environment", "max_parallelism",
+        "python_executable", "batch_size", "batch_time_ms",
     )  # fmt: skip
     values = {k: getattr(args, k, None) for k in keys}
     if getattr(args, "allow_non_restored_state", False):
@@ -125,6 +147,24 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_package(args: argparse.Namespace) -> int:
+    from flink_job.package import flink_run_command, package
+
+    artifact = package(
+        args.target,
+        args.output,
+        _options(args),
+        python_version=args.python_version,
+        platform=args.platform,
+        py_files=args.py_files or (),
+        jars=args.jars or (),
+    )
+    print(f"packaged {artifact.module} into {artifact.root}", file=sys.stderr)
+    print("run it on a session cluster with the distribution's own CLI:", file=sys.stderr)
+    print(shlex.join(flink_run_command(artifact, args.jobmanager)))
+    return 0
+
+
 def _cmd_stop(args: argparse.Namespace) -> int:
     from flink_job._local.cluster import stop_with_savepoint
 
@@ -146,7 +186,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     from flink_job._local import cluster
 
     if args.action == "start":
-        print(cluster.start())
+        print(cluster.start(taskmanagers=args.taskmanagers, slots=args.slots))
     else:
         cluster.stop()
     return 0
@@ -174,6 +214,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobmanager", default="localhost:8081", metavar="HOST:PORT")
     p.set_defaults(func=_cmd_submit)
 
+    p = sub.add_parser(
+        "package",
+        help="write a deployable job artifact (flink run, application mode); prints the "
+        "flink run command",
+    )
+    _add_job_flags(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="artifact directory")
+    p.add_argument("--python-version", metavar="X.Y", help="the cluster's Python (default: this)")
+    p.add_argument(
+        "--platform",
+        metavar="TAG",
+        help="wheel platform, e.g. manylinux2014_x86_64 (default: this)",
+    )
+    p.add_argument(
+        "--py-files", action="append", metavar="PATH", help="a local module or package to ship"
+    )
+    p.add_argument("--jar", action="append", dest="jars", metavar="JAR", help="an extra jar")
+    p.add_argument("--jobmanager", metavar="HOST:PORT", help="for the printed flink run command")
+    p.set_defaults(func=_cmd_package)
+
     p = sub.add_parser("stop", help="stop a job with a savepoint; prints the savepoint path")
     p.add_argument("job_id")
     p.add_argument("--savepoint-dir", required=True)
@@ -191,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cluster", help="the local standalone Flink cluster")
     p.add_argument("action", choices=["start", "stop"])
+    p.add_argument("--taskmanagers", type=int, default=1, metavar="N", help="(start) default 1")
+    p.add_argument(
+        "--slots", type=int, metavar="S", help="(start) slots per TaskManager (default: conf's 4)"
+    )
     p.set_defaults(func=_cmd_cluster)
 
     p = sub.add_parser("demo", help="local broker + sample logins + the example resolver")

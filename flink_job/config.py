@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,12 @@ __all__ = [
     "JobOptions",
     "SourceSettings",
     "check_source_names",
+    "duration_ms",
+    "home",
     "load_conf",
     "project_root",
     "resolve_source",
+    "run_dir",
 ]
 
 DELIVERY_MODES = ("exactly-once", "at-least-once")
@@ -30,13 +34,67 @@ EXECUTION_MODES = ("thread", "process")
 STARTING_OFFSETS = ("committed", "earliest", "latest")
 STATE_BACKENDS = ("hashmap", "rocksdb")
 
+# Flink's duration units (org.apache.flink.util.TimeUtils); a bare number is milliseconds.
+_DURATION_UNITS_MS = {
+    **dict.fromkeys(("ms", "milli", "millis", "millisecond", "milliseconds"), 1),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1000),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60_000),
+    **dict.fromkeys(("h", "hour", "hours"), 3_600_000),
+    **dict.fromkeys(("d", "day", "days"), 86_400_000),
+}
+
+
+def duration_ms(value: str | int, field: str = "checkpoint_interval") -> int:
+    """Milliseconds from a Flink duration (``2s``, ``500 ms``, ``1 min``) or a number of ms.
+
+    Raises:
+        ConfigError: ``value`` is neither.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else ""
+    if not match or (unit and unit not in _DURATION_UNITS_MS):
+        raise ConfigError(
+            f"{field} is {value!r}; fix: a number of milliseconds or a Flink duration such "
+            "as 2s, 500 ms, 1 min",
+            field=field,
+        )
+    return int(match.group(1)) * _DURATION_UNITS_MS[unit or "ms"]
+
 
 def project_root() -> Path:
-    """The project folder (holding ``conf/``): ``FLINK_JOB_HOME``, else this checkout."""
+    """Where ``conf/`` and ``build/jars/`` are: ``FLINK_JOB_HOME`` if set, else this checkout,
+    else the installed package's data (``flink_job/_home``, put into the wheel by
+    ``setup.py`` with ``conf/`` and the Kafka connector jar)."""
+    return home()[0]
+
+
+INSTALLED = "the installed package (FLINK_JOB_HOME is not set)"
+
+
+def home() -> tuple[Path, str]:
+    """:func:`project_root` and where it came from (for error messages; :data:`INSTALLED`
+    for an installed package)."""
     env = os.environ.get("FLINK_JOB_HOME")
     if env:
-        return Path(env).resolve()
-    return Path(__file__).resolve().parent.parent
+        return Path(env).expanduser().resolve(), "FLINK_JOB_HOME"
+    package = Path(__file__).resolve().parent
+    checkout = package.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "conf").is_dir():
+        return checkout, "this checkout"
+    return package / "_home", INSTALLED
+
+
+def run_dir() -> Path:
+    """Where local runs write (logs, default checkpoints, the local broker and cluster):
+    ``.run`` in a checkout or ``FLINK_JOB_HOME``; for an installed package
+    ``$XDG_STATE_HOME/flink-job`` (default ``~/.local/state/flink-job``)."""
+    root, origin = home()
+    if origin == INSTALLED:
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state) / "flink-job"
+    return root / ".run"
 
 
 def conf_path() -> Path:
@@ -55,11 +113,28 @@ def load_conf() -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {e}; fix the file") from None
 
 
+DEFAULT_JOB_NAME = "flink-job"
+
+
+def job_identity(job_name: str, module: str) -> str:
+    """The name a job runs under, which also names its Kafka consumer groups
+    (``flink_job.job.consumer_ids``) and transactional ids: the job name, or - for the
+    default name - the default name plus the
+    resolver module, so two jobs on defaults never share a consumer group or a transactional
+    id (a fenced producer is taken as committed by the connector: data loss)."""
+    return f"{job_name}.{module}" if job_name == DEFAULT_JOB_NAME else job_name
+
+
+def transactional_id_prefix(identity: str, topic: str) -> str:
+    """The transactional id prefix of the job's exactly-once sink writing ``topic``."""
+    return f"{identity}.{topic}"
+
+
 @dataclasses.dataclass(frozen=True)
 class JobOptions:
     """How to build and run the job. ``from_conf`` fills unset values from conf/env."""
 
-    job_name: str = "flink-job"
+    job_name: str = DEFAULT_JOB_NAME
     bootstrap_servers: str | None = None  # overrides every source's brokers (--bootstrap-servers)
     sink_topic: str = "features"
     dead_letter_topic: str = "dead-letters"
@@ -80,6 +155,12 @@ class JobOptions:
     batch_time_ms: int = 20
     default_bootstrap_servers: str = "localhost:9092"
     environment: str | None = None  # --environment: resolvers with environment= run only there
+    # A fixed property of a job's state: savepoints restore at any parallelism up to it, and
+    # it cannot change without losing the state's key-group layout. Flink's default derives
+    # it from the parallelism, so a later scale-up could change it; here it is explicit.
+    max_parallelism: int = 128
+    # The cluster's Python for the job (python.executable); None: the cluster's own setting.
+    python_executable: str | None = None
 
     @classmethod
     def from_conf(cls, **overrides: Any) -> JobOptions:
@@ -105,6 +186,8 @@ class JobOptions:
             if env:
                 values[key] = env
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if "checkpoint_interval_ms" in values:
+            values["checkpoint_interval_ms"] = duration_ms(values["checkpoint_interval_ms"])
         opts = cls(**values)
         opts.validate()
         return opts
@@ -135,6 +218,18 @@ class JobOptions:
                 f"batch_time_ms is {self.batch_time_ms}; fix: use 1 ms or more",
                 field="batch_time_ms",
             )
+        if not 1 <= self.max_parallelism <= 32768:
+            raise ConfigError(
+                f"max_parallelism is {self.max_parallelism}; fix: use 1..32768 (default 128)",
+                field="max_parallelism",
+            )
+        if self.parallelism > self.max_parallelism:
+            raise ConfigError(
+                f"parallelism {self.parallelism} is above max_parallelism "
+                f"{self.max_parallelism}; fix: lower --parallelism (max_parallelism is fixed for "
+                "a job's state: savepoints restore only up to the value they were taken with)",
+                field="parallelism",
+            )
         if self.checkpoint_interval_ms < 100:
             raise ConfigError(
                 f"checkpoint interval is {self.checkpoint_interval_ms} ms; fix: use >= 100 ms",
@@ -155,7 +250,9 @@ class JobOptions:
             )
 
     def checkpoint_path(self) -> Path:
-        path = Path(self.checkpoint_dir or ".run/checkpoints")
+        if not self.checkpoint_dir:
+            return run_dir() / "checkpoints"
+        path = Path(self.checkpoint_dir)
         return path if path.is_absolute() else project_root() / path
 
 

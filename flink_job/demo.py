@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 
-from flink_job.config import JobOptions, project_root
+from flink_job.config import JobOptions, project_root, run_dir
 
 __all__ = ["demo"]
 
@@ -42,7 +42,7 @@ def demo(events: int = 2000, users: int = 20, follow: bool = False) -> int:
     print(f"==> produced {events} login events (+1 malformed)", file=sys.stderr)
 
     # The example reads KafkaSource(name="logins"); point that name at the demo's topic.
-    conf = project_root() / ".run" / f"demo-{run}.toml"
+    conf = run_dir() / f"demo-{run}.toml"
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(f'[sources.logins]\ntopic = "{source}"\n')
     os.environ["FLINK_JOB_CONF"] = str(conf)

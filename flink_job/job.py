@@ -37,24 +37,34 @@ from pyflink.table import StreamTableEnvironment, Table
 from connectors import jars
 from connectors.kafka_tables import sink_table_ddl, source_table_ddl
 from flink_job._core import DEFAULT_MAX_MESSAGE_BYTES as MAX_BYTES_DEFAULT
-from flink_job._keying import json_key_path
+from flink_job._core import ESCAPE
+from flink_job._keying import CLEAN_JSON_REGEX, json_key_defaults, json_key_path
 from flink_job._runtime import (
     ABSENT_HEADERS,
     ABSENT_KEY,
     ABSENT_VALUE,
+    BYTES,
     DEAD_LETTERS,
     DEAD_TYPE,
     MSG_TYPE,
     NO_TIMESTAMP,
     ROW_TYPE,
     UNKEYABLE,
+    FallbackKey,
     KeyOf,
     Resolve,
     ResolverRef,
 )
-from flink_job.config import JobOptions, SourceSettings, check_source_names, resolve_source
+from flink_job.config import (
+    JobOptions,
+    SourceSettings,
+    check_source_names,
+    job_identity,
+    resolve_source,
+    transactional_id_prefix,
+)
 from flink_job.errors import ConfigError
-from flink_job.loader import collect_resolvers, for_environment, import_target
+from flink_job.loader import collect_resolvers, file_digest, for_environment, import_target
 from flink_job.streams import Resolver
 
 __all__ = [
@@ -69,8 +79,6 @@ __all__ = [
 ]
 
 KEY_TYPE = Types.STRING()
-# The UNKEYABLE state key as a SQL expression (it starts with a NUL character).
-UNKEYABLE_SQL = "CONCAT(CHR(0), '" + UNKEYABLE[1:].replace("'", "''") + "')"
 
 
 # The message tuple (flink_job._runtime.MSG_TYPE, fields in MSG_FIELDS order) from a Kafka
@@ -83,14 +91,21 @@ TS_MS_SQL = (
     "CAST(TIMESTAMPDIFF(MINUTE, TO_TIMESTAMP_LTZ(0, 3), ts) AS BIGINT) * 60000 "
     "+ EXTRACT(SECOND FROM ts) * 1000 + EXTRACT(MILLISECOND FROM ts)"
 )
-MSG_SQL = (
-    "COALESCE(k, X''), COALESCE(v, X''), COALESCE(`partition`, -1), COALESCE(`offset`, -1), "
-    "COALESCE(headers, CAST(MAP['', X''] AS MAP<STRING, BYTES>)), "
-    f"CASE WHEN k IS NULL THEN {ABSENT_KEY} ELSE 0 END "
-    f"+ CASE WHEN v IS NULL THEN {ABSENT_VALUE} ELSE 0 END "
-    f"+ CASE WHEN CARDINALITY(headers) > 0 THEN 0 ELSE {ABSENT_HEADERS} END, "
-    f"COALESCE({TS_MS_SQL}, {NO_TIMESTAMP})"
-)
+
+
+def msg_sql(ts_ms: str = TS_MS_SQL) -> str:
+    """MSG_SQL over columns whose record timestamp (epoch ms) is the expression ``ts_ms``."""
+    return (
+        "COALESCE(k, X''), COALESCE(v, X''), COALESCE(`partition`, -1), COALESCE(`offset`, -1), "
+        "COALESCE(headers, CAST(MAP['', X''] AS MAP<STRING, BYTES>)), "
+        f"CASE WHEN k IS NULL THEN {ABSENT_KEY} ELSE 0 END "
+        f"+ CASE WHEN v IS NULL THEN {ABSENT_VALUE} ELSE 0 END "
+        f"+ CASE WHEN CARDINALITY(headers) > 0 THEN 0 ELSE {ABSENT_HEADERS} END, "
+        f"COALESCE({ts_ms}, {NO_TIMESTAMP})"
+    )
+
+
+MSG_SQL = msg_sql()
 # A feature row (ROW_TYPE: f0 key, f1 value, f2 timestamp ms) as the sink table's columns: an
 # empty key is "no key", NO_TIMESTAMP lets the producer stamp the record.
 ROW_SQL = (
@@ -130,6 +145,7 @@ class BuiltJob:
     resolvers: list[Resolver[Any, Any]]
     sources: dict[str, SourceSettings]  # resolver name -> its source
     sink_topics: list[str]  # the feature topic first, then dead-letter topics
+    name: str = ""  # what the job runs under (config.job_identity)
 
     def plan(self) -> str:
         """The execution plan JSON (``env.get_execution_plan()``)."""
@@ -140,24 +156,37 @@ def _site_packages() -> list[str]:
     return [p for p in site.getsitepackages() if Path(p).is_dir()]
 
 
-def flink_configuration(options: JobOptions) -> Configuration:
-    """The Flink configuration for ``options`` (shared by local runs and submissions)."""
+def flink_configuration(options: JobOptions, cluster: bool = False) -> Configuration:
+    """The Flink configuration for ``options``.
+
+    Local runs (MiniCluster, ``cluster=False``) use this process's Python, site-packages,
+    checkpoint directory and connector jar. A job for a cluster (``cluster=True``) carries no
+    path of this machine: the cluster's own ``python.executable`` and
+    ``execution.checkpointing.dir`` apply unless ``options`` set them, and the code and jars
+    travel with the job (:mod:`flink_job.package`).
+    """
     config = Configuration()
     config.set_string("python.execution-mode", options.execution_mode)
-    # Workers must run this venv's python, or they cannot import pyflink (or the resolvers).
-    config.set_string("python.executable", sys.executable)
-    config.set_string("python.client.executable", sys.executable)
-    # Thread mode embeds libpython in the JVM; it does not read the venv's pyvenv.cfg, so the
-    # venv's site-packages must be put on its path explicitly.
-    config.set_string("python.pythonpath", os.pathsep.join(_site_packages()))
-    config.set_string("pipeline.jars", ";".join(j.as_uri() for j in jars.job_jars()))
+    if not cluster:
+        # Workers must run this venv's python, or they cannot import pyflink (or the resolvers).
+        python = options.python_executable or sys.executable
+        config.set_string("python.executable", python)
+        config.set_string("python.client.executable", sys.executable)
+        # Thread mode embeds libpython in the JVM; it does not read the venv's pyvenv.cfg, so
+        # the venv's site-packages must be put on its path explicitly.
+        config.set_string("python.pythonpath", os.pathsep.join(_site_packages()))
+        config.set_string("pipeline.jars", ";".join(j.as_uri() for j in jars.job_jars()))
+    elif options.python_executable:
+        config.set_string("python.executable", options.python_executable)
     config.set_string("execution.checkpointing.interval", f"{options.checkpoint_interval_ms} ms")
     config.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
-    config.set_string("execution.checkpointing.dir", options.checkpoint_path().as_uri())
+    if not cluster or options.checkpoint_dir:
+        config.set_string("execution.checkpointing.dir", options.checkpoint_path().as_uri())
     config.set_string(
         "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
     )
     config.set_string("state.backend.type", options.state_backend)
+    config.set_string("pipeline.max-parallelism", str(options.max_parallelism))
     config.set_string("restart-strategy.type", "fixed-delay")
     config.set_string("restart-strategy.fixed-delay.attempts", "30")
     config.set_string("restart-strategy.fixed-delay.delay", "2 s")
@@ -190,6 +219,8 @@ def build_job(
     if env is None:
         env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(options))
     env.set_parallelism(options.parallelism)
+    env.set_max_parallelism(options.max_parallelism)
+    name = job_identity(options.job_name, module.__name__)
     if is_file and file:
         env.add_python_file(file)
     t_env = StreamTableEnvironment.create(env)
@@ -204,7 +235,7 @@ def build_job(
         ref = resolver_ref(r, module.__name__, file if is_file else None, options.execution_mode,
                            settings.max_message_bytes, settings.topic)  # fmt: skip
         table = f"src_{_ident(r.name)}"
-        group_id, client_id = consumer_ids(settings, options.job_name, r.name)
+        group_id, client_id = consumer_ids(settings, name, r.name)
         ddl = source_table_ddl(table, settings, group_id, options.starting_offsets, client_id)
         t_env.execute_sql(ddl.sql)
         out = resolver_stream(t_env, table, ref, batching(options))
@@ -238,7 +269,7 @@ def build_job(
         t_env.execute_sql(
             sink_table_ddl(
                 name, topic, brokers, first_props, options.delivery,
-                transactional_id_prefix=f"{options.job_name}.{topic}",
+                transactional_id_prefix=transactional_id_prefix(name, topic),
                 transaction_timeout_ms=options.transaction_timeout_ms,
                 timestamp=topic == options.sink_topic,
             ).sql
@@ -246,7 +277,7 @@ def build_job(
         statements.add_insert(name, output)
     statements.attach_as_datastream()
     _set_sink_uids(env, {f"sink_{_ident(t)}": uid("sink", t) for t in sink_topics})
-    return BuiltJob(env, t_env, options, resolvers, sources, sink_topics)
+    return BuiltJob(env, t_env, options, resolvers, sources, sink_topics, name)
 
 
 def resolver_stream(
@@ -264,27 +295,7 @@ def resolver_stream(
     Python key selector (``<resolver>/key``) computes it.
     """
     if ref.keyed_in_java:
-        path = ref.json_key_path
-        key = (
-            # Never parse a message over the size limit (it is a dead letter anyway); its
-            # character count is at most its byte count.
-            f"CASE WHEN CHAR_LENGTH(CAST(v AS STRING)) <= "
-            f"{ref.max_message_bytes or MAX_BYTES_DEFAULT} "
-            f"THEN JSON_VALUE(CAST(v AS STRING), '{path}') END"
-        )
-        query = (
-            f"SELECT COALESCE({key}, {UNKEYABLE_SQL}) AS state_key, ROW({MSG_SQL}) AS msg "
-            f"FROM {table}"
-        )
-        with_key = t_env.to_append_stream(
-            t_env.sql_query(query), Types.ROW_NAMED(["state_key", "msg"], [KEY_TYPE, MSG_TYPE])
-        )
-        # What DataStream.key_by builds after its Python AddKey operator: key by field 0 of
-        # Row(key, message); the keyed Python operator gets the message and the key.
-        j_keyed = with_key._j_data_stream.keyBy(
-            get_gateway().jvm.KeyByKeySelector(), Types.ROW([KEY_TYPE]).get_java_type_info()
-        )
-        keyed = KeyedStream(j_keyed, MSG_TYPE, with_key)
+        keyed = _keyed_on_the_jvm(t_env, table, ref)
     else:
         messages = t_env.to_append_stream(
             t_env.sql_query(f"SELECT {MSG_SQL} FROM {table}"), MSG_TYPE
@@ -297,6 +308,125 @@ def resolver_stream(
         keyed.process(Resolve(ref), output_type=ROW_TYPE)
         .name(f"resolve {ref.name}")
         .uid(uid(ref.name, "resolve"))
+    )
+
+
+# The UNKEYABLE state key as a SQL expression (it starts with a NUL character).
+UNKEYABLE_SQL = "CONCAT(CHR(0), " + "'" + UNKEYABLE[1:].replace("'", "''") + "')"
+# Leading characters that flink_job._core.state_key escapes (with ESCAPE, CHR(1)).
+_ESCAPED_STARTS = ("\ufeff", "\ufffe", ESCAPE)
+
+
+def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRef) -> KeyedStream:
+    """Key by ``JSON_VALUE`` in the SQL projection, exactly as Python would key.
+
+    Per message, on the JVM: over the size limit -> UNKEYABLE (a dead letter). Else the
+    string at the key path, from the message or, when Jackson cannot read it (NaN, Infinity,
+    numbers over 1,000 digits), from the message without its numeric members
+    (CLEAN_JSON_REGEX); a string that is not valid Unicode (a lone surrogate) -> UNKEYABLE,
+    one starting with U+FEFF, U+FFFE or ESCAPE -> escaped as state_key does. A member absent
+    along the path -> the key its default gives (json_key_defaults), UNKEYABLE for a
+    required one; present but null or not a string -> UNKEYABLE (pydantic refuses it too).
+    Only a message that Jackson cannot read even then is keyed in Python (FallbackKey).
+    """
+    path = ref.json_key_path
+    limit = ref.max_message_bytes or MAX_BYTES_DEFAULT
+    name = _ident(ref.name)
+    cols = "k, v, `partition`, `offset`, headers, ts_ms"
+    # Stage 1: the document (never one over the size limit: its character count is at most
+    # its byte count) and its key, parsed once; the record timestamp as epoch ms.
+    stage1 = t_env.sql_query(
+        f"SELECT {cols}, doc, JSON_VALUE(doc, '{path}') AS jv FROM (SELECT "
+        f"k, v, `partition`, `offset`, headers, {TS_MS_SQL} AS ts_ms, "
+        f"CASE WHEN CHAR_LENGTH(CAST(v AS STRING)) <= {limit} THEN CAST(v AS STRING) END "
+        f"AS doc FROM {table})"
+    )
+    raw = ["k", "v", "partition", "offset", "headers", "ts_ms"]
+    raw_types = [
+        BYTES,
+        BYTES,
+        Types.INT(),
+        Types.LONG(),
+        Types.MAP(Types.STRING(), BYTES),
+        Types.LONG(),
+    ]
+    _materialize(
+        t_env,
+        stage1,
+        f"jvmkey1_{name}",
+        Types.ROW_NAMED([*raw, "doc", "jv"], [*raw_types, KEY_TYPE, KEY_TYPE]),
+    )
+    starts = ", ".join(_sql_str(c) for c in _ESCAPED_STARTS)
+
+    def absent(d: str) -> str:
+        return " ".join(
+            f"WHEN NOT JSON_EXISTS({d}, '{prefix}') THEN "
+            f"{UNKEYABLE_SQL if key is None else _sql_str(key)}"
+            for prefix, key in ref.json_key_defaults
+        )
+
+    def checked(k: str) -> str:
+        return (
+            f"CASE WHEN DECODE(ENCODE({k}, 'UTF-8'), 'UTF-8') <> {k} THEN {UNKEYABLE_SQL} "
+            f"WHEN SUBSTR({k}, 1, 1) IN ({starts}) THEN CONCAT(CHR(1), {k}) ELSE {k} END"
+        )
+
+    clean = f"ARRAY_JOIN(REGEXP_EXTRACT_ALL(doc, {_sql_str(CLEAN_JSON_REGEX)}, 1), '')"
+    jv2 = f"JSON_VALUE({clean}, '{path}')"
+    # A member absent along the path: its default's key; present but null or no string:
+    # UNKEYABLE (pydantic refuses it too). The cleaned document only when Jackson cannot read
+    # the message itself.
+    state_key = (
+        f"CASE WHEN doc IS NULL THEN {UNKEYABLE_SQL} "
+        f"WHEN jv IS NOT NULL THEN {checked('jv')} "
+        f"WHEN JSON_EXISTS(doc, 'lax $') THEN CASE {absent('doc')} ELSE {UNKEYABLE_SQL} END "
+        f"WHEN {jv2} IS NOT NULL THEN {checked(jv2)} "
+        f"WHEN JSON_EXISTS({clean}, 'lax $') THEN CASE {absent(clean)} ELSE {UNKEYABLE_SQL} END "
+        "END"
+    )
+    # Stage 2: the state key (NULL: keyed in Python), computed once per message.
+    stage2 = t_env.sql_query(f"SELECT {state_key} AS state_key, {cols} FROM jvmkey1_{name}")
+    _materialize(
+        t_env,
+        stage2,
+        f"jvmkey2_{name}",
+        Types.ROW_NAMED(["state_key", *raw], [KEY_TYPE, *raw_types]),
+    )
+    # Stage 3: one read of the source, split in two (two queries on the Kafka table would
+    # read it twice; a DataStream turned back into a table is shared).
+    keyed_type = Types.ROW_NAMED(["state_key", "msg"], [KEY_TYPE, MSG_TYPE])
+    on_jvm = t_env.to_append_stream(
+        t_env.sql_query(
+            f"SELECT state_key, ROW({msg_sql('ts_ms')}) AS msg FROM jvmkey2_{name} "
+            "WHERE state_key IS NOT NULL"
+        ),
+        keyed_type,
+    )
+    in_python = (
+        t_env.to_append_stream(
+            t_env.sql_query(
+                f"SELECT {msg_sql('ts_ms')} FROM jvmkey2_{name} WHERE state_key IS NULL"
+            ),
+            MSG_TYPE,
+        )
+        .map(FallbackKey(ref), output_type=keyed_type)
+        .name(f"key {ref.name} (fallback)")
+        .uid(uid(ref.name, "key-fallback"))
+    )
+    with_key = on_jvm.union(in_python)
+    # What DataStream.key_by builds after its Python AddKey operator: key by field 0 of
+    # Row(key, message); the keyed Python operator gets the message and the key.
+    j_keyed = with_key._j_data_stream.keyBy(
+        get_gateway().jvm.KeyByKeySelector(), Types.ROW([KEY_TYPE]).get_java_type_info()
+    )
+    return KeyedStream(j_keyed, MSG_TYPE, with_key)
+
+
+def _materialize(t_env: StreamTableEnvironment, table: Table, view: str, row_type: Any) -> None:
+    """``table`` as a view computed once per row (a DataStream in between: the planner would
+    otherwise inline the view and compute its expressions again at every use)."""
+    t_env.create_temporary_view(
+        view, t_env.from_data_stream(t_env.to_append_stream(table, row_type))
     )
 
 
@@ -361,11 +491,23 @@ def resolver_ref(
     r: Resolver[Any, Any], module: str, file: str | None, execution_mode: str,
     max_message_bytes: int | None = None, topic: str = "",
 ) -> ResolverRef:  # fmt: skip
-    """How workers find ``r``, and how its messages are keyed."""
+    """How workers find ``r`` (its module's name, file and content digest), and how its
+    messages are keyed."""
+    loaded = sys.modules.get(module)
+    source = file or getattr(loaded, "__file__", None)
+    digest = file_digest(Path(source)) if source and Path(source).is_file() else None
+    path = json_key_path(r)
     return ResolverRef(
-        module=module, file=file, name=r.name, max_message_bytes=max_message_bytes,
-        execution_mode=execution_mode, topic=topic, json_key_path=json_key_path(r),
-    )  # fmt: skip
+        module=module,
+        file=file,
+        name=r.name,
+        max_message_bytes=max_message_bytes,
+        execution_mode=execution_mode,
+        topic=topic,
+        json_key_path=path,
+        json_key_defaults=json_key_defaults(r) if path else (),
+        digest=digest,
+    )
 
 
 def _union_all(tables: list[Table]) -> Table:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from connectors.admin import check_reachable, client_config, ensure_topics
@@ -17,8 +19,9 @@ from flink_job.config import (
     check_source_names,
     project_root,
     resolve_source,
+    run_dir,
 )
-from flink_job.errors import FlinkJobError
+from flink_job.errors import EnvironmentNotReadyError, FlinkJobError
 from flink_job.loader import for_environment, load_resolvers
 from flink_job.streams import Resolver
 
@@ -96,7 +99,7 @@ class LocalJob:
 def _local_logging() -> None:
     """Point the gateway JVM's logs at .run/logs with conf/flink/log4j-local.properties."""
     root = project_root()
-    log_dir = root / ".run" / "logs"
+    log_dir = run_dir() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))
     props = root / "conf" / "flink" / "log4j-local.properties"
@@ -121,7 +124,7 @@ def start_local(target: str, options: JobOptions) -> LocalJob:
     env = StreamExecutionEnvironment.get_execution_environment(config)
     try:
         job = build_job(target, options, env=env, resolvers=resolvers)
-        client = job.env.execute_async(options.job_name)
+        client = job.env.execute_async(job.name)
     except (TableException, Exception) as e:
         if isinstance(e, FlinkJobError):
             raise
@@ -136,6 +139,7 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
     print(f"job {job.job_id} running on a local MiniCluster (Ctrl-C stops it)", file=sys.stderr)
 
     def _terminate(signum: int, frame: Any) -> None:
+        logging.disable(logging.CRITICAL)  # see below: the gateway may be going away already
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
@@ -167,6 +171,10 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
             time.sleep(2)
     except KeyboardInterrupt:
         print("stopping...", file=sys.stderr)
+        # A supervisor's SIGTERM often reaches the gateway JVM too: py4j would log a
+        # traceback (some on the root logger) for every call it can no longer make, here and
+        # at exit. A stop is a normal event: nothing more is logged.
+        logging.disable(logging.CRITICAL)
         job.cancel()
         return 0
     if status in ("FAILED", "ENDED") and last_cause:
@@ -176,72 +184,237 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
 
 
 def submit(target: str, options: JobOptions, jobmanager: str) -> str:
-    """``flink-job submit``: build the job here and submit it to a running cluster's REST
-    endpoint (Python files and the job's jars are uploaded with it); returns the job id."""
-    from pyflink.datastream import StreamExecutionEnvironment
+    """``flink-job submit``: package the job (:mod:`flink_job.package`), check the cluster's
+    Python, build the job here and submit it through the cluster's REST endpoint with the
+    artifact's code, wheels and jars; returns the job id. No path of this machine is sent:
+    the cluster's python.executable and checkpoint directory apply unless ``options`` set them.
+    """
+    import tempfile
 
-    from flink_job._rest import FlinkRest
-    from flink_job.job import build_job, flink_configuration
+    from flink_job.package import package
 
     _local_logging()
-    FlinkRest(jobmanager).get("/overview")  # one clear line if the cluster is not there
+    rest = FlinkRest(jobmanager)
+    rest.get("/overview")  # one clear line if the cluster is not there
     resolvers, _ = prepare(target, options)
+    python = python_settings(jobmanager, options)
+    with tempfile.TemporaryDirectory(prefix="flink-job-submit-") as tmp:
+        artifact = package(target, Path(tmp) / "artifact", options)
+        check_cluster_python(jobmanager, options, python, artifact.spec["python"]["version"])
+        job_id = _submit_artifact(target, options, jobmanager, artifact, resolvers, python)
+    _wait_running(rest, job_id)
+    return job_id
+
+
+def _remote_env(jobmanager: str, config: Any, jars: list[Path], options: JobOptions) -> Any:
+    from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.java_gateway import get_gateway
 
-    from connectors.jars import job_jars
-
     host, _, port = jobmanager.rpartition(":")
-    config = flink_configuration(options)
     gateway = get_gateway()
-    shipped = job_jars()
-    jar_files = gateway.new_array(gateway.jvm.String, len(shipped))
-    for i, jar in enumerate(shipped):
-        jar_files[i] = str(jar)
-    # get_execution_environment() would start a local MiniCluster; the remote environment
-    # submits through the cluster's REST endpoint and uploads the jar with the job.
     jvm = gateway.jvm
+    jar_files = gateway.new_array(jvm.String, len(jars))
+    for i, jar in enumerate(jars):
+        jar_files[i] = str(jar)
+    settings = jvm.org.apache.flink.runtime.jobgraph.SavepointRestoreSettings
     restore = (
-        jvm.org.apache.flink.runtime.jobgraph.SavepointRestoreSettings.forPath(
-            options.from_savepoint, options.allow_non_restored_state
-        )
+        settings.forPath(options.from_savepoint, options.allow_non_restored_state)
         if options.from_savepoint
-        else jvm.org.apache.flink.runtime.jobgraph.SavepointRestoreSettings.none()
+        else settings.none()
     )
+    # get_execution_environment() would start a local MiniCluster; the remote environment
+    # submits through the cluster's REST endpoint and uploads the jars and files with the job.
     # Explicit restore settings: the remote environment ignores
     # execution.state-recovery.ignore-unclaimed-state from the configuration.
-    env = StreamExecutionEnvironment(
-        jvm.org.apache.flink.streaming.api.environment.RemoteStreamEnvironment(
-            host or "localhost", int(port or 8081), config._j_configuration, jar_files,
-            None, restore,
-        )
-    )  # fmt: skip
+    remote = jvm.org.apache.flink.streaming.api.environment.RemoteStreamEnvironment
+    j_env = remote(
+        host or "localhost", int(port or 8081), config._j_configuration, jar_files, None, restore
+    )
+    return StreamExecutionEnvironment(j_env)
+
+
+def _submit_artifact(
+    target: str,
+    options: JobOptions,
+    jobmanager: str,
+    artifact: Any,
+    resolvers: list[Resolver[Any, Any]],
+    python: dict[str, str],
+) -> str:
+    from connectors.jars import job_jars
+    from flink_job.entry import attach
+    from flink_job.job import build_job, flink_configuration
+
+    config = flink_configuration(options, cluster=True)
+    for key, value in python.items():
+        config.set_string(key, value)
+    # The jars where they live here, not the temporary artifact's copies: they are also loaded
+    # into this process's classloader, which outlives the submission (a later submit in the
+    # same process would look for a deleted file).
+    jars = job_jars()
+    env = _remote_env(jobmanager, config, jars, options)
+    attach(env, artifact, jars=False)
+    env.add_jars(*(j.as_uri() for j in jars))
     try:
         job = build_job(target, options, env=env, resolvers=resolvers)
-        client = job.env.execute_async(options.job_name)
+        refuse_duplicate(FlinkRest(jobmanager), job.name)
+        client = job.env.execute_async(job.name)
     except Exception as e:
         if isinstance(e, FlinkJobError):
             raise
         line = summarize_java_error(str(e)) or f"{type(e).__name__}: {e}"
         raise FlinkJobError(f"could not submit the job: {explain(line)}") from None
-    job_id = str(client.get_job_id())
-    _wait_running(FlinkRest(jobmanager), job_id)
-    return job_id
+    return str(client.get_job_id())
 
 
-def _wait_running(rest: Any, job_id: str, timeout: float = 90.0) -> None:
-    """Return once every task of the job runs; raise with the root cause if it fails first
-    (e.g. a savepoint holding state of a removed resolver)."""
+# Job states in which a job still holds (or will hold again) its consumer groups and
+# transactional ids. A job being cancelled is ending: not counted.
+ACTIVE = frozenset(
+    {"INITIALIZING", "CREATED", "RUNNING", "FAILING", "RESTARTING", "RECONCILING", "SUSPENDED"}
+)
+
+
+def refuse_duplicate(rest: Any, name: str) -> None:
+    """Refuse to start a job named ``name`` while one of that name is active on the cluster:
+    both would use the same consumer groups and transactional ids (config.job_identity)."""
+    for j in rest.get("/jobs/overview").get("jobs", []):
+        if j.get("name") == name and j.get("state") in ACTIVE:
+            raise FlinkJobError(
+                f"job {name!r} is already {j['state'].lower()} on this cluster (job id "
+                f"{j['jid']}); a second one would share its consumer groups and Kafka "
+                "transactional ids; fix: stop it first, or give this job another --job-name"
+            )
+
+
+PROBE_NAME = "flink-job: python check"
+# Runs on a TaskManager with the job's Python. Defined by exec in a module of its own so that
+# cloudpickle ships it by value: the cluster has no flink_job to import it from.
+_PROBE = """
+def probe(_):
+    import sys
+    import pyflink.version
+    return "%d.%d %s %s" % (sys.version_info[0], sys.version_info[1],
+                            pyflink.version.__version__, sys.executable)
+"""
+
+
+# The cluster's Python settings a job carries over. The Python operators read them from the
+# job's configuration only (the TaskManagers' own config.yaml is not consulted), so `flink run`
+# copies them from the cluster's config.yaml into every job; submit copies them from the
+# JobManager's. python.pythonpath matters when the cluster's Python is a venv: thread mode
+# embeds libpython, which does not read pyvenv.cfg.
+PYTHON_SETTINGS = ("python.executable", "python.pythonpath")
+
+
+def python_settings(jobmanager: str, options: JobOptions) -> dict[str, str]:
+    """The job's Python settings: ``--python-executable`` alone if given, else the cluster's."""
+    if options.python_executable:
+        return {"python.executable": options.python_executable}
+    found = {k: _cluster_setting(jobmanager, k) for k in PYTHON_SETTINGS}
+    return {k: v for k, v in found.items() if v}
+
+
+def check_cluster_python(
+    jobmanager: str, options: JobOptions, python: dict[str, str], wheels_for: str
+) -> str:
+    """Run a one-element job with the job's Python settings on the cluster (in process mode)
+    and check that its Python exists, is at least 3.11, matches the Python the wheels were
+    packaged for, and has apache-flink of this client's version. Returns
+    ``"X.Y flink-version path"``.
+
+    Raises:
+        EnvironmentNotReadyError: one line naming the Python and what is wrong (the job itself
+            is then not submitted).
+    """
+    from importlib import metadata
+
+    from pyflink.common import Configuration
+    from pyflink.common.typeinfo import Types
+
+    executable = python.get("python.executable", "python, the default")
+    where = f"the cluster's Python (python.executable = {executable})"
+    fix = (
+        "fix: install Python 3.11 with apache-flink=="
+        + metadata.version("apache-flink")
+        + " there, or pass --python-executable PATH of one"
+    )
+    config = Configuration()
+    # Process mode starts the given Python afresh. Thread mode would not test it: a
+    # TaskManager keeps the embedded interpreter of its first Python job for good.
+    config.set_string("python.execution-mode", "process")
+    for key, value in python.items():
+        config.set_string(key, value)
+    config.set_string("restart-strategy.type", "none")
+    config.set_string("pipeline.name", PROBE_NAME)
+    env = _remote_env(jobmanager, config, [], JobOptions())
+    env.set_parallelism(1)
+    namespace: dict[str, Any] = {"__name__": "flink_job_python_probe"}
+    exec(_PROBE, namespace)
+    stream = env.from_collection([0], Types.INT()).map(namespace["probe"], Types.STRING())
+    try:
+        with stream.execute_and_collect(PROBE_NAME) as results:
+            found = [str(r) for r in results]
+    except Exception as e:
+        raise EnvironmentNotReadyError(
+            f"{where} cannot run the job: {_probe_cause(e)}; {fix}"
+        ) from None
+    version, flink, path = found[0].split(" ", 2)
+    major, minor = (int(x) for x in version.split("."))
+    if (major, minor) < (3, 11):
+        raise EnvironmentNotReadyError(f"{where} is Python {version} ({path}): too old; {fix}")
+    if version != wheels_for:
+        raise EnvironmentNotReadyError(
+            f"{where} is Python {version} ({path}), the job's wheels are for {wheels_for}; "
+            f"fix: package for it (flink-job package --python-version {version}) or point "
+            "--python-executable at a Python " + wheels_for
+        )
+    ours = metadata.version("apache-flink")
+    if flink.split(".")[:2] != ours.split(".")[:2]:
+        raise EnvironmentNotReadyError(
+            f"{where} has apache-flink {flink} ({path}), this client {ours}; {fix}"
+        )
+    return found[0]
+
+
+def _cluster_setting(jobmanager: str, key: str) -> str | None:
+    for entry in FlinkRest(jobmanager).get("/jobmanager/config"):
+        if entry.get("key") == key:
+            return str(entry.get("value"))
+    return None
+
+
+def _probe_cause(e: Exception) -> str:
+    text = str(e)
+    if "error=2" in text or "No such file or directory" in text:
+        return "it does not exist on the TaskManagers"
+    if "No module named 'pyflink'" in text or "No module named 'pemja'" in text:
+        return "it lacks apache-flink (No module named 'pyflink')"
+    return summarize_java_error(text) or f"{type(e).__name__}"
+
+
+def _wait_running(rest: Any, job_id: str, timeout: float = 90.0, settle: float = 2.0) -> None:
+    """Return once every task of the job has run for ``settle`` seconds; raise with the root
+    cause if it fails first (e.g. a savepoint holding state of a removed resolver, or restored
+    state that does not fit the state class, which fails on the first message after the
+    tasks switch to RUNNING)."""
     deadline = time.monotonic() + timeout
+    running_since: float | None = None
     while time.monotonic() < deadline:
         job = rest.job(job_id)
         state = job.get("state")
         if state == "RUNNING" and all(v["status"] == "RUNNING" for v in job.get("vertices", [])):
-            return
-        if state in ("FAILED", "FAILING", "RESTARTING", "CANCELED"):
-            cause = explain(rest.root_cause(job_id) or "see the cluster logs")
-            # Restarts cannot fix these: report now instead of after every restart attempt.
-            deterministic = ("Cannot map", "StateSchemaError")
-            if state != "RESTARTING" or any(d in cause for d in deterministic):
-                raise FlinkJobError(f"job {job_id} {state.lower()}: {cause}")
+            running_since = running_since or time.monotonic()
+            if time.monotonic() - running_since >= settle:
+                return
+            time.sleep(0.5)
+            continue
+        running_since = None
+        # Region failover restarts failed tasks while the job stays RUNNING: look at the
+        # job's exceptions whenever not every task runs.
+        cause = explain(rest.root_cause(job_id) or "see the cluster logs")
+        # Restarts cannot fix these: report now instead of after every restart attempt.
+        deterministic = ("Cannot map", "StateSchemaError")
+        if state in ("FAILED", "FAILING", "CANCELED") or any(d in cause for d in deterministic):
+            raise FlinkJobError(f"job {job_id} {state.lower()}: {cause}")
         time.sleep(1)
     raise FlinkJobError(f"job {job_id} did not reach RUNNING within {timeout:.0f}s")

@@ -11,10 +11,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from flink_job.errors import ConfigError, FlinkJobError
+from flink_job.errors import ConfigError, EnvironmentNotReadyError, FlinkJobError
 from flink_job.streams import Resolver, runs_in
 
-__all__ = ["collect_resolvers", "for_environment", "import_target", "load_resolvers"]
+__all__ = [
+    "collect_resolvers",
+    "file_digest",
+    "for_environment",
+    "import_by_content",
+    "import_target",
+    "load_resolvers",
+]
 
 
 _IMPORT_LOCK = threading.RLock()
@@ -40,34 +47,12 @@ def _import_target(target: str) -> ModuleType:
         if not path.is_file():
             raise ConfigError(f"no such file: {target}; fix: pass a .py file or a module name")
         path = path.resolve()
-        name = path.stem
-        digest = file_digest(path)
-        existing = sys.modules.get(name)
-        # Reuse only the very same file content: a long-lived TaskManager interpreter (thread
-        # mode) keeps modules of earlier jobs, and a resubmitted job must run its new code.
-        if (
-            existing is not None
-            and getattr(existing, "__file__", None) == str(path)
-            and getattr(existing, "__flink_job_digest__", None) == digest
-        ):
-            return existing
         # Importable by its stem (the file's folder goes on sys.path) so that workers and
         # pickles name it the same way everywhere.
         folder = str(path.parent)
         if folder not in sys.path:
             sys.path.insert(0, folder)
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ConfigError(f"cannot import {target}")
-        module = importlib.util.module_from_spec(spec)
-        module.__flink_job_digest__ = digest  # type: ignore[attr-defined]
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(name, None)
-            raise
-        return module
+        return _exec_file(path.stem, path, file_digest(path))
     try:
         return importlib.import_module(target)
     except ModuleNotFoundError as e:
@@ -77,6 +62,61 @@ def _import_target(target: str) -> ModuleType:
                 "path, or run from the folder that holds the module (or install it)."
             ) from None
         raise
+
+
+def _exec_file(name: str, path: Path, digest: str) -> ModuleType:
+    """Module ``name`` from ``path`` (content ``digest``): the cached module only if it was
+    loaded from the very same content. A long-lived TaskManager interpreter (thread mode) keeps
+    modules of earlier jobs, and a resubmitted job must run its new code."""
+    existing = sys.modules.get(name)
+    if existing is not None and getattr(existing, "__flink_job_digest__", None) == digest:
+        return existing
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    module.__flink_job_digest__ = digest  # type: ignore[attr-defined]
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def import_by_content(name: str, file: str | None, digest: str) -> ModuleType:
+    """Import module ``name`` from a source file whose content has ``digest``.
+
+    How workers load resolver code: never by a cached module name (a session cluster's
+    TaskManager keeps modules of earlier jobs, and the folders their files were shipped to stay
+    on ``sys.path``), always from a file with the job's content: ``file`` (the path where the
+    job was built) if it exists here, else the module's file shipped with the job (a
+    ``<name>.py``, or ``name``'s path in a package, on ``sys.path``).
+
+    Raises:
+        EnvironmentNotReadyError: No file with that content is here.
+    """
+    with _IMPORT_LOCK:
+        candidates = [Path(file)] if file else []
+        parts = name.split(".")
+        tails = [Path(*parts[:-1], parts[-1] + ".py"), Path(*parts, "__init__.py")]
+        candidates += [Path(p or ".") / tail for p in sys.path for tail in tails]
+        seen: list[str] = []
+        for path in candidates:
+            if not path.is_file() or str(path) in seen:
+                continue
+            seen.append(str(path))
+            if file_digest(path) == digest:
+                if len(parts) > 1:
+                    importlib.import_module(".".join(parts[:-1]))  # the parent packages
+                # Not resolved: Flink links shipped files to blobs named without ".py".
+                return _exec_file(name, path.absolute(), digest)
+        raise EnvironmentNotReadyError(
+            f"the code of module {name!r} this job was built with (sha256 {digest[:12]}) is "
+            f"not on this worker (files of that name here: {', '.join(seen) or 'none'}); "
+            "fix: ship it with the job (flink-job submit and flink-job package do)"
+        )
 
 
 def collect_resolvers(obj: Any) -> list[Resolver[Any, Any]]:

@@ -8,14 +8,17 @@ pid files live in ``.run/flink``. REST listens on 127.0.0.1:8081.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import site
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from flink_job._rest import FlinkRest
-from flink_job.config import project_root
+from flink_job.config import project_root, run_dir
 from flink_job.errors import EnvironmentNotReadyError
 
 __all__ = [
@@ -37,10 +40,10 @@ def _flink_home() -> Path:
 
 
 def _run_dir() -> Path:
-    return project_root() / ".run" / "flink"
+    return run_dir() / "flink"
 
 
-def _env() -> dict[str, str]:
+def _env(slots: int | None = None) -> dict[str, str]:
     run = _run_dir()
     conf = run / "conf"
     conf.mkdir(parents=True, exist_ok=True)
@@ -48,6 +51,18 @@ def _env() -> dict[str, str]:
     text = (src / "config.yaml").read_text()
     text = text.replace("${CHECKPOINT_DIR}", str(run / "checkpoints"))
     text = text.replace("${SAVEPOINT_DIR}", str(run / "savepoints"))
+    # The cluster's own Python: this venv's, whose PyFlink distribution the cluster runs from.
+    # Jobs carry it over (flink-job submit, flink run read it from here). Thread mode embeds
+    # libpython, which does not read the venv's pyvenv.cfg: site-packages go on its path.
+    site_packages = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    text += f"\npython.executable: {sys.executable}\n"
+    text += f"python.pythonpath: {os.pathsep.join(site_packages)}\n"
+    if slots is not None:
+        text = re.sub(
+            r"(?m)^taskmanager\.numberOfTaskSlots:.*$",
+            f"taskmanager.numberOfTaskSlots: {slots}",
+            text,
+        )
     (conf / "config.yaml").write_text(text)
     shutil.copy(src / "log4j.properties", conf / "log4j.properties")
     (run / "log").mkdir(exist_ok=True)
@@ -70,10 +85,10 @@ def _prepare_distribution() -> None:
             shutil.copy(jar, target)
 
 
-def _script(name: str, *args: str) -> None:
+def _script(name: str, *args: str, slots: int | None = None) -> None:
     bin_dir = _flink_home() / "bin"
     result = subprocess.run(
-        ["bash", str(bin_dir / name), *args], env=_env(), capture_output=True, text=True
+        ["bash", str(bin_dir / name), *args], env=_env(slots), capture_output=True, text=True
     )
     if result.returncode != 0:
         raise EnvironmentNotReadyError(
@@ -116,18 +131,24 @@ def taskmanager_pids() -> list[int]:
     return _pids("taskexecutor")
 
 
-def start(timeout: float = 120.0) -> str:
-    """Start JobManager and TaskManager unless running; wait for a registered TaskManager."""
-    if _ready():
+def start(timeout: float = 120.0, taskmanagers: int = 1, slots: int | None = None) -> str:
+    """Start the JobManager and TaskManagers up to ``taskmanagers`` (each with ``slots`` slots,
+    default ``conf/flink/config.yaml``'s); wait until that many are registered. Running ones
+    are kept: a no-op when enough run."""
+    if taskmanagers < 1 or (slots is not None and slots < 1):
+        raise EnvironmentNotReadyError(
+            f"--taskmanagers {taskmanagers} --slots {slots}: fix: use 1 or more of each"
+        )
+    if _ready(taskmanagers):
         return REST
     _prepare_distribution()
     if not _pids("standalonesession"):
-        _script("jobmanager.sh", "start")
-    if not taskmanager_pids():
-        _script("taskmanager.sh", "start")
+        _script("jobmanager.sh", "start", slots=slots)
+    for _ in range(taskmanagers - len(taskmanager_pids())):
+        _script("taskmanager.sh", "start", slots=slots)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _ready():
+        if _ready(taskmanagers):
             return REST
         time.sleep(1)
     raise EnvironmentNotReadyError(

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.jars import kafka_broker_classpath
-from flink_job.config import project_root
+from flink_job.config import project_root, run_dir
 from flink_job.errors import EnvironmentNotReadyError
 
 __all__ = ["bootstrap_servers", "is_running", "start", "stop"]
@@ -46,7 +46,7 @@ _JVM_OPTS = [
 
 
 def _run_dir() -> Path:
-    return project_root() / ".run" / "kafka"
+    return run_dir() / "kafka"
 
 
 def _conf_dir() -> Path:

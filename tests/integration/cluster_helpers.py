@@ -43,8 +43,11 @@ def state(job_id: str) -> str:
 
 
 def cancel(job_id: str) -> None:
+    """Cancel the job and wait until it has ended (the next test may submit the same module:
+    an active job of that name would be refused)."""
     try:
         REST.call("PATCH", f"/jobs/{job_id}?mode=cancel")
+        wait_state(job_id, {"CANCELED", "FINISHED", "FAILED"}, timeout=60)
     except Exception:
         pass
 

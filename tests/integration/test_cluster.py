@@ -155,7 +155,9 @@ def test_incompatible_state_change_fails_naming_resolver_and_field(cluster, kafk
     assert "StateSchemaError" in line, refused.stderr[-2000:]
     assert "count_events" in line and "last_seq" in line, line
     job = line.split("job ", 1)[1].split()[0]
-    assert ch.wait_state(job, {"FAILED"}, timeout=120) == "FAILED"
+    # Every restart attempt installs the job's wheels on the TaskManager again (pip, offline;
+    # a few seconds each): exhausting the 30 attempts takes longer than it did.
+    assert ch.wait_state(job, {"FAILED"}, timeout=360) == "FAILED"
     # And no row was produced from empty state.
     rows = read_all(kafka, sink, expect=50, timeout=20, settle=2)
     assert len(rows) == 50

@@ -40,9 +40,11 @@ def test_every_resolver_gets_stable_uids(two_job):
     uids = _uids(two_job.env)
     for name in ("count_clicks", "total_spend"):
         assert {f"{name}/source", f"{name}/resolve"} <= uids
-    # count_clicks is keyed on the JVM (no Python key operator); total_spend has a validator
-    # on its key field, so a Python key selector computes its key.
+    # count_clicks is keyed on the JVM (no Python key selector; a Python fallback only for
+    # messages Jackson cannot read); total_spend has a validator on its key field, so a
+    # Python key selector computes its key.
     assert "total_spend/key" in uids and "count_clicks/key" not in uids
+    assert "count_clicks/key-fallback" in uids and "total_spend/key-fallback" not in uids
     assert {"sink/feats", "sink/dead-letters", "sink/purchases-dlq"} <= uids
 
 
@@ -52,9 +54,14 @@ def test_a_plain_string_key_leaves_one_python_operator_per_resolver(two_job):
     key_ops = [n for n in names if "_stream_key_by_map_operator" in n]
     assert len(key_ops) == 1, names  # total_spend's only
     (clicks_resolve,) = [n for n in plan["nodes"] if n["contents"] == "resolve count_clicks"]
-    (pred,) = clicks_resolve["predecessors"]
-    (upstream,) = [n for n in plan["nodes"] if n["id"] == pred["id"]]
-    assert "Python" not in upstream["type"] + upstream["contents"], upstream
+    # Two inputs: the JVM-keyed messages (no Python upstream) and the fallback's.
+    upstream = [
+        next(n for n in plan["nodes"] if n["id"] == p["id"]) for p in clicks_resolve["predecessors"]
+    ]
+    fallback = [n for n in upstream if "fallback" in n["contents"]]
+    on_jvm = [n for n in upstream if n not in fallback]
+    assert all("Python" not in n["type"] + n["contents"] for n in on_jvm), on_jvm
+    assert len(upstream) == 2 and len(on_jvm) == 1 and len(fallback) == 1, upstream
 
 
 def test_plan_has_one_job_with_both_resolvers_and_one_feature_sink(two_job):
@@ -63,11 +70,13 @@ def test_plan_has_one_job_with_both_resolvers_and_one_feature_sink(two_job):
     assert sum("resolve count_clicks" in n for n in names) == 1
     assert sum("resolve total_spend" in n for n in names) == 1
     assert sum("sink_feats" in n and "Writer" in n for n in names) == 1
-    # Each resolver's keyed operator is fed through a hash partition (key_by).
+    # Each resolver's keyed operator is fed through hash partitions only (key_by; the
+    # JVM-keyed one from its two keying paths).
     resolve_ids = {n["id"] for n in plan["nodes"] if n["contents"].startswith("resolve ")}
     for n in plan["nodes"]:
         if n["id"] in resolve_ids:
-            assert [p["ship_strategy"] for p in n["predecessors"]] == ["HASH"]
+            strategies = [p["ship_strategy"] for p in n["predecessors"]]
+            assert strategies in (["HASH"], ["HASH", "HASH"]), strategies
     assert two_job.sink_topics == ["feats", "dead-letters", "purchases-dlq"]
 
 

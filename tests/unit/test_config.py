@@ -157,3 +157,31 @@ def test_the_cli_reports_an_unknown_source_name_before_touching_kafka(
     assert out.returncode != 0
     assert "unknown source name 'login'" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "ms"),
+    [("2s", 2000), ("500 ms", 500), ("1500", 1500), (1500, 1500), ("1 min", 60_000),
+     ("2 seconds", 2000), ("10 secs", 10_000)],
+)  # fmt: skip
+def test_checkpoint_interval_takes_flink_durations(conf: Path, given: object, ms: int) -> None:
+    assert JobOptions.from_conf(checkpoint_interval_ms=given).checkpoint_interval_ms == ms
+
+
+def test_checkpoint_interval_from_the_conf_file_takes_durations(conf: Path) -> None:
+    conf.write_text("[job]\ncheckpoint_interval_ms = '3 s'\n")
+    assert JobOptions.from_conf().checkpoint_interval_ms == 3000
+
+
+@pytest.mark.parametrize("given", ["2 fortnights", "fast", "-5s", "1.5s"])
+def test_checkpoint_interval_that_is_no_duration_names_the_fix(conf: Path, given: str) -> None:
+    with pytest.raises(ConfigError, match="Flink duration") as e:
+        JobOptions.from_conf(checkpoint_interval_ms=given)
+    assert repr(given) in str(e.value)
+
+
+def test_cli_checkpoint_interval_flag_takes_a_duration(conf: Path) -> None:
+    from flink_job.cli import _options, build_parser
+
+    args = build_parser().parse_args(["run", "x.py", "--checkpoint-interval", "2s"])
+    assert _options(args).checkpoint_interval_ms == 2000

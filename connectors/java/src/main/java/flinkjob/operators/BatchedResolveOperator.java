@@ -215,6 +215,13 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
                     pythonCpuNanos.getCount() / eventsIn.getCount(),
                     flushCpuNanos.getCount() / eventsIn.getCount());
         }
+        if (interpreter != null) {
+            try {
+                interpreter.invokeMethod(PY_OBJECT, "close");
+            } catch (RuntimeException e) {
+                LOG.warn("flink-job batched operator: closing its Python side failed", e);
+            }
+        }
         super.close();
     }
 
