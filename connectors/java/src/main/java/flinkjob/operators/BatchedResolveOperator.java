@@ -65,6 +65,17 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
     /** The state name: process mode's Java side names a Python state "python-state-NAME". */
     public static final String STATE_NAME = "python-state-state";
 
+    private static final String STALE_PACKAGES =
+            "import importlib as _fj_il, importlib.machinery as _fj_ilm, os as _fj_os, sys as _fj_sys\n"
+                    + "for _fj_pkg in ('flink_job', 'connectors'):\n"
+                    + "    _fj_m = _fj_sys.modules.get(_fj_pkg)\n"
+                    + "    if _fj_m is not None and not all(_fj_os.path.isdir(p)"
+                    + " for p in getattr(_fj_m, '__path__', ())):\n"
+                    + "        _fj_il.invalidate_caches()\n"
+                    + "        _fj_spec = _fj_ilm.PathFinder.find_spec(_fj_pkg)\n"
+                    + "        if _fj_spec is not None and _fj_spec.submodule_search_locations:\n"
+                    + "            _fj_m.__path__[:] = list(_fj_spec.submodule_search_locations)\n";
+
     /** The Python object holding this operator's BatchStep in the interpreter. */
     private static final String PY_OBJECT = "flink_job_batch_step";
 
@@ -180,6 +191,12 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
     @Override
     public void openPythonInterpreter() {
         interpreter.set("flink_job_spec", spec);
+        // Thread mode keeps one interpreter per TaskManager across jobs. A `flink_job` package
+        // imported by an earlier job from that job's shipped files (deleted when it ended) is
+        // still in sys.modules: importing a submodule it never loaded (`_batch`) would search
+        // the deleted directory. Point such a package at this job's copy (its modules already
+        // loaded stay as they are: resolver modules loaded by content refer to their classes).
+        interpreter.exec(STALE_PACKAGES);
         interpreter.exec("from flink_job._batch import BatchStep as _flink_job_BatchStep");
         interpreter.exec(PY_OBJECT + " = _flink_job_BatchStep.from_spec(flink_job_spec)");
     }
