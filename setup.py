@@ -19,11 +19,14 @@ class BuildPyWithHome(build_py):
         home = Path(self.build_lib) / "flink_job" / "_home"
         shutil.rmtree(home, ignore_errors=True)
         shutil.copytree(ROOT / "conf", home / "conf")
-        jars = home / "build" / "jars" / "flink"
-        jars.mkdir(parents=True)
-        # Absent when ./build.sh has not fetched it: the installed CLI then says so by name.
-        for jar in sorted((ROOT / "build" / "jars" / "flink").glob("*.jar")):
-            shutil.copy(jar, jars)
+        # The Kafka connector and the job's own operators (the batched keyed operator).
+        # Absent when ./build.sh has not fetched or built them: the installed CLI then says
+        # so by name.
+        for kind in ("flink", "operators"):
+            jars = home / "build" / "jars" / kind
+            jars.mkdir(parents=True)
+            for jar in sorted((ROOT / "build" / "jars" / kind).glob("*.jar")):
+                shutil.copy(jar, jars)
 
 
 setup(cmdclass={"build_py": BuildPyWithHome})
