@@ -17,12 +17,13 @@ from flink_job.config import (
     JobOptions,
     SourceSettings,
     check_source_names,
+    job_identity,
     project_root,
     resolve_source,
     run_dir,
 )
 from flink_job.errors import EnvironmentNotReadyError, FlinkJobError
-from flink_job.loader import for_environment, load_resolvers
+from flink_job.loader import for_environment, import_target, load_resolvers
 from flink_job.streams import Resolver
 
 __all__ = ["prepare", "run_local", "start_local", "submit"]
@@ -197,6 +198,8 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
     rest = FlinkRest(jobmanager)
     rest.get("/overview")  # one clear line if the cluster is not there
     resolvers, _ = prepare(target, options)
+    # Refused before anything runs on the cluster (the Python check below is a job too).
+    refuse_duplicate(rest, job_identity(options.job_name, import_target(target).__name__))
     python = python_settings(jobmanager, options)
     with tempfile.TemporaryDirectory(prefix="flink-job-submit-") as tmp:
         artifact = package(target, Path(tmp) / "artifact", options)
