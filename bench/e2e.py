@@ -63,14 +63,22 @@ def main() -> None:
 
     os.environ["FLINK_JOB_CONF"] = str(conf)
     options = JobOptions.from_conf(
-        job_name=f"bench-{run}", sink_topic=sink, starting_offsets="earliest",
-        checkpoint_interval_ms=1000, state_backend=backend, delivery=delivery,
+        job_name=f"bench-{run}",
+        sink_topic=sink,
+        starting_offsets="earliest",
+        checkpoint_interval_ms=1000,
+        state_backend=backend,
+        delivery=delivery,
         batch_size=batch_size,
-    )  # fmt: skip
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"bench-{run}",
-        "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-    })  # fmt: skip
+    )
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{run}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.assign([TopicPartition(sink, 0, 0)])
     job = start_local(str(ROOT / "bench" / "workload.py"), options)
     seen, first, last = 0, None, None
@@ -114,16 +122,25 @@ def main() -> None:
     job.cancel()
     consumer.close()
     latencies.sort()
-    print(json.dumps({
-        "n": n, "keys": keys, "backend": backend, "delivery": delivery, "rows": seen,
-        "batch_size": options.batch_size,
-        "verified": last_count == {u: len(ips) for u, ips in truth.items()},
-        "sustained_events_per_s": sustained,
-        "latency_p50_s": statistics.median(latencies) if latencies else None,
-        "latency_p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        if latencies else None,
-        "checkpoint": checkpoint,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "keys": keys,
+                "backend": backend,
+                "delivery": delivery,
+                "rows": seen,
+                "batch_size": options.batch_size,
+                "verified": last_count == {u: len(ips) for u, ips in truth.items()},
+                "sustained_events_per_s": sustained,
+                "latency_p50_s": statistics.median(latencies) if latencies else None,
+                "latency_p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+                if latencies
+                else None,
+                "checkpoint": checkpoint,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

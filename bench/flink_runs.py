@@ -69,9 +69,16 @@ def _source(env, values: list[bytes]):  # type: ignore[no-untyped-def]
 
     row_type = Types.ROW_NAMED(
         ["k", "v", "topic", "partition", "offset", "ts", "headers"],
-        [BYTES, BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG(),
-         Types.MAP(Types.STRING(), BYTES)],
-    )  # fmt: skip
+        [
+            BYTES,
+            BYTES,
+            Types.STRING(),
+            Types.INT(),
+            Types.LONG(),
+            Types.LONG(),
+            Types.MAP(Types.STRING(), BYTES),
+        ],
+    )
     rows = [Row(None, v, "bench", 0, i, 0, {}) for i, v in enumerate(values)]
     return env.from_collection(rows, type_info=row_type)
 
@@ -189,13 +196,17 @@ def build_generated(count: int, keys: int):  # type: ignore[no-untyped-def]
         "'fields.id.kind' = 'sequence', 'fields.id.start' = '0', "
         f"'fields.id.end' = '{count - 1}')"
     )
-    t_env.create_temporary_view("bench_source", t_env.sql_query(
-        "SELECT CAST(NULL AS BYTES) AS k, CAST(JSON_OBJECT("
-        f"'user_id' VALUE CONCAT('user-', CAST(MOD(id * 7919, {keys}) AS STRING)), "
-        "'ip_address' VALUE CONCAT('10.0.0.', CAST(MOD(id * 31, 64) AS STRING))) AS BYTES) AS v, "
-        "'bench' AS topic, CAST(0 AS INT) AS `partition`, id AS `offset`, "
-        "TO_TIMESTAMP_LTZ(0, 3) AS ts, CAST(NULL AS MAP<STRING, BYTES>) AS headers FROM gen"
-    ))  # fmt: skip
+    t_env.create_temporary_view(
+        "bench_source",
+        t_env.sql_query(
+            "SELECT CAST(NULL AS BYTES) AS k, CAST(JSON_OBJECT("
+            f"'user_id' VALUE CONCAT('user-', CAST(MOD(id * 7919, {keys}) AS STRING)), "
+            "'ip_address' VALUE CONCAT('10.0.0.', CAST(MOD(id * 31, 64) AS STRING))) "
+            "AS BYTES) AS v, "
+            "'bench' AS topic, CAST(0 AS INT) AS `partition`, id AS `offset`, "
+            "TO_TIMESTAMP_LTZ(0, 3) AS ts, CAST(NULL AS MAP<STRING, BYTES>) AS headers FROM gen"
+        ),
+    )
     ref = resolver_ref(track_unique_ips, "bench.workload", None, "thread", None, "bench")
     out = resolver_stream(t_env, "bench_source", ref, batching(_batch_options()))
     return _discarding(env, out)
@@ -295,9 +306,20 @@ def main() -> None:
     # where wall-clock rates do not.
     cpu_us = (c3 - c1) / (2 * n) * 1e6
     task_us = (k3 - k1) / (2 * n) * 1e6  # the keyed task thread (its startup cancels out)
-    print(json.dumps({"variant": variant, "n": n, "keys": keys, "t_n": t1, "t_3n": t3,
-                      "events_per_s": rate, "cpu_us_per_event": cpu_us,
-                      "task_thread_cpu_us_per_event": task_us}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "n": n,
+                "keys": keys,
+                "t_n": t1,
+                "t_3n": t3,
+                "events_per_s": rate,
+                "cpu_us_per_event": cpu_us,
+                "task_thread_cpu_us_per_event": task_us,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

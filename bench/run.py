@@ -30,8 +30,11 @@ def _flink(variant: str, n: int, keys: int, attempts: int = 2) -> float:
     for attempt in range(1, attempts + 1):
         out = subprocess.run(
             [sys.executable, "-m", "bench.flink_runs", variant, str(n), str(keys)],
-            cwd=ROOT, capture_output=True, text=True, timeout=1800,
-        )  # fmt: skip
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         if out.returncode == 0:
             result = _last_json(out.stdout)
             CPU_US.setdefault(variant, []).append(float(result["cpu_us_per_event"]))
@@ -51,10 +54,26 @@ def _e2e(
 ) -> dict[str, object]:
     batch = [] if batch_size is None else ["--batch-size", str(batch_size)]
     out = subprocess.run(
-        [sys.executable, "-m", "bench.e2e", str(n), str(keys), "--backend", backend,
-         "--probes", str(probes), "--delivery", delivery, *batch],
-        cwd=ROOT, capture_output=True, text=True, timeout=3600, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.e2e",
+            str(n),
+            str(keys),
+            "--backend",
+            backend,
+            "--probes",
+            str(probes),
+            "--delivery",
+            delivery,
+            *batch,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
     result: dict[str, object] = _last_json(out.stdout)
     return result
 
@@ -69,8 +88,12 @@ def _last_json(stdout: str) -> dict[str, object]:
 
 
 def _summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "runs": len(values)}  # fmt: skip
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+    }
 
 
 def main() -> int:
@@ -300,8 +323,10 @@ def _print(r: dict) -> None:  # type: ignore[type-arg]
     print("\ngrowth (this project, thread mode):")
     for k, g in r["growth"].items():
         sb = g["state_bytes_per_key"]
-        print(f"  {int(k):>9,} keys: {g['events_per_s']:>9,.0f} events/s; state bytes/key "
-              f"{sb['envelope']:.0f} (pickled set: {sb['pickled_set']:.0f})")  # fmt: skip
+        print(
+            f"  {int(k):>9,} keys: {g['events_per_s']:>9,.0f} events/s; state bytes/key "
+            f"{sb['envelope']:.0f} (pickled set: {sb['pickled_set']:.0f})"
+        )
         for backend, rate in g.get("end_to_end_events_per_s", {}).items():
             print(f"  {'':>9}   through Kafka ({backend}): {rate:,.0f} events/s")
     b = r.get("batching_end_to_end")
@@ -312,16 +337,22 @@ def _print(r: dict) -> None:  # type: ignore[type-arg]
         return
     p50, p99 = e["latency_p50_s"], e["latency_p99_s"]
     rate = e["sustained_events_per_s"]
-    print("\nend to end (Kafka -> job -> Kafka, exactly-once, checkpoint 1 s): "
-          f"{rate:,.0f} events/s; latency p50 {p50} s, p99 {p99} s")  # fmt: skip
+    print(
+        "\nend to end (Kafka -> job -> Kafka, exactly-once, checkpoint 1 s): "
+        f"{rate:,.0f} events/s; latency p50 {p50} s, p99 {p99} s"
+    )
     alo = r.get("end_to_end_at_least_once")
     if alo:
-        print(f"end to end, at-least-once: {alo['sustained_events_per_s']:,.0f} events/s; "
-              f"latency p50 {alo['latency_p50_s']} s, p99 {alo['latency_p99_s']} s")  # fmt: skip
+        print(
+            f"end to end, at-least-once: {alo['sustained_events_per_s']:,.0f} events/s; "
+            f"latency p50 {alo['latency_p50_s']} s, p99 {alo['latency_p99_s']} s"
+        )
     for b, c in r["checkpoint_at_keys"].items():
         ck = c["checkpoint"]
-        print(f"checkpoint at {c['keys']:,} keys, {b}: {ck.get('duration_ms')} ms, "
-              f"{ck.get('state_size')} bytes")  # fmt: skip
+        print(
+            f"checkpoint at {c['keys']:,} keys, {b}: {ck.get('duration_ms')} ms, "
+            f"{ck.get('state_size')} bytes"
+        )
 
 
 def _print_batching(b: dict) -> None:  # type: ignore[type-arg]
@@ -340,8 +371,10 @@ def _print_targets(r: dict) -> None:  # type: ignore[type-arg]
     for name, t in r.get("targets", {}).items():
         line = f"  {name:36} {'met' if t['met'] else 'MISSED':>6}  measured {t['measured']:,.2f}"
         if "needs_events_per_s" in t:
-            line += (f" (15x needs {t['needs_events_per_s']:,.0f} events/s; the pure-Python "
-                     f"ceiling is {t['pure_python_ceiling_events_per_s']:,.0f})")  # fmt: skip
+            line += (
+                f" (15x needs {t['needs_events_per_s']:,.0f} events/s; the pure-Python "
+                f"ceiling is {t['pure_python_ceiling_events_per_s']:,.0f})"
+            )
         print(line)
 
 
@@ -353,8 +386,10 @@ def _chart(summary: dict, path: Path) -> None:  # type: ignore[type-arg]
 
     names = list(summary)
     med = [summary[n]["median"] for n in names]
-    err = [[m - summary[n]["min"] for n, m in zip(names, med, strict=True)],
-           [summary[n]["max"] - m for n, m in zip(names, med, strict=True)]]  # fmt: skip
+    err = [
+        [m - summary[n]["min"] for n, m in zip(names, med, strict=True)],
+        [summary[n]["max"] - m for n, m in zip(names, med, strict=True)],
+    ]
     fig, ax = plt.subplots(figsize=(8, 4))
     palette = ["#2a7", "#57a", "#a75", "#999", "#8ac", "#dba"]
     ax.barh(names, med, xerr=err, color=palette[: len(names)])

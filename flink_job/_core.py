@@ -240,10 +240,11 @@ class ResolverCore:
             return self._dead(msg, "EmptyMessage", "message value is empty or null")
         if len(value) > self.max_message_bytes:
             return self._dead(
-                msg, "MessageTooLarge",
+                msg,
+                "MessageTooLarge",
                 f"message is {len(value)} bytes, over the limit of {self.max_message_bytes} "
                 "(raise max_message_bytes on the KafkaSource to accept it)",
-            )  # fmt: skip
+            )
         try:
             event = self._validate(value)
         except (pydantic.ValidationError, ValueError) as e:
@@ -262,10 +263,11 @@ class ResolverCore:
                 return SKIP
             if not isinstance(event, self.resolver.message_type):
                 return self._dead(
-                    msg, "ParseError",
+                    msg,
+                    "ParseError",
                     f"parse= returned {type(event).__qualname__}, expected "
                     f"{self.resolver.message_type.__qualname__} or None",
-                )  # fmt: skip
+                )
         if self._key_paths:
             values = []
             for path, dotted in zip(self._key_paths, self.resolver.keys, strict=True):
@@ -295,9 +297,10 @@ class ResolverCore:
             return LATE
         if msg.key is None:
             return self._dead(
-                msg, "MissingKey",
+                msg,
+                "MissingKey",
                 "record has no Kafka key and the resolver has no keys= to re-key by",
-            )  # fmt: skip
+            )
         try:
             key = msg.key.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -442,12 +445,13 @@ class ResolverCore:
     def key_mismatch(self, msg: RawMessage, routed: Any, d: Decoded) -> DeadLetter:
         """The engine routed ``msg`` to state key ``routed`` but its validated key differs."""
         return self._dead(
-            msg, "KeyMismatch",
+            msg,
+            "KeyMismatch",
             f"the message was routed to state key {routed!r} but its validated key is "
             f"{d.key!r}; it was not applied to either key's state. Causes: a parse= that does "
             "not give the same key for the same bytes every time, or a savepoint restored "
             "under a different source; fix: make parse= deterministic.",
-        )  # fmt: skip
+        )
 
     def _dead(self, msg: RawMessage, kind: str, error: str) -> DeadLetter:
         return DeadLetter(self.name, kind, error, msg)

@@ -44,18 +44,33 @@ ENVELOPE_VERSION = 1
 Conv = Callable[[Any], Any] | None  # None means: the value is already plain, keep it as is
 
 _SCALARS: tuple[type, ...] = (
-    str, int, float, bool, bytes, type(None),
-    dt.datetime, dt.date, dt.time, dt.timedelta, decimal.Decimal, uuid.UUID,
-)  # fmt: skip
+    str,
+    int,
+    float,
+    bool,
+    bytes,
+    type(None),
+    dt.datetime,
+    dt.date,
+    dt.time,
+    dt.timedelta,
+    decimal.Decimal,
+    uuid.UUID,
+)
 # Exactly the globals the encoder writes (protocol 5 writes sets and frozensets as opcodes).
 # Nothing else: ``bytearray(n)`` alone would let 33 stored bytes allocate gigabytes. With
 # only these, every object the unpickler builds is made from bytes present in the stream, so
 # decoding allocates in proportion to the stored size.
 _ALLOWED_GLOBALS = {
-    ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"),
-    ("datetime", "timedelta"), ("datetime", "timezone"), ("decimal", "Decimal"),
-    ("uuid", "UUID"), (__name__, "_zoneinfo"),
-}  # fmt: skip
+    ("datetime", "datetime"),
+    ("datetime", "date"),
+    ("datetime", "time"),
+    ("datetime", "timedelta"),
+    ("datetime", "timezone"),
+    ("decimal", "Decimal"),
+    ("uuid", "UUID"),
+    (__name__, "_zoneinfo"),
+}
 
 
 def _zoneinfo(key: str) -> zoneinfo.ZoneInfo:

@@ -81,11 +81,24 @@ def _options(args: argparse.Namespace) -> Any:
     from flink_job.config import JobOptions
 
     keys = (
-        "from_savepoint", "bootstrap_servers", "sink_topic", "dead_letter_topic", "parallelism",
-        "checkpoint_interval_ms", "checkpoint_dir", "delivery", "execution_mode",
-        "starting_offsets", "state_backend", "job_name", "environment", "max_parallelism",
-        "python_executable", "batch_size", "batch_time_ms",
-    )  # fmt: skip
+        "from_savepoint",
+        "bootstrap_servers",
+        "sink_topic",
+        "dead_letter_topic",
+        "parallelism",
+        "checkpoint_interval_ms",
+        "checkpoint_dir",
+        "delivery",
+        "execution_mode",
+        "starting_offsets",
+        "state_backend",
+        "job_name",
+        "environment",
+        "max_parallelism",
+        "python_executable",
+        "batch_size",
+        "batch_time_ms",
+    )
     values = {k: getattr(args, k, None) for k in keys}
     if getattr(args, "allow_non_restored_state", False):
         values["allow_non_restored_state"] = True

@@ -180,8 +180,14 @@ class JobOptions:
             "FLINK_JOB_KAFKA_BOOTSTRAP_SERVERS",
             kafka.get("bootstrap_servers", "localhost:9092"),
         )
-        for key in ("sink_topic", "dead_letter_topic", "delivery", "execution_mode",
-                    "state_backend", "checkpoint_dir"):  # fmt: skip
+        for key in (
+            "sink_topic",
+            "dead_letter_topic",
+            "delivery",
+            "execution_mode",
+            "state_backend",
+            "checkpoint_dir",
+        ):
             env = os.environ.get(f"FLINK_JOB_{key.upper()}")
             if env:
                 values[key] = env

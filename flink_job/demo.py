@@ -47,17 +47,26 @@ def demo(events: int = 2000, users: int = 20, follow: bool = False) -> int:
     conf.write_text(f'[sources.logins]\ntopic = "{source}"\n')
     os.environ["FLINK_JOB_CONF"] = str(conf)
     options = JobOptions.from_conf(
-        job_name=f"demo-{run}", sink_topic=sink, dead_letter_topic=f"demo-dead-letters-{run}",
-        starting_offsets="earliest", checkpoint_interval_ms=1000,
-    )  # fmt: skip
+        job_name=f"demo-{run}",
+        sink_topic=sink,
+        dead_letter_topic=f"demo-dead-letters-{run}",
+        starting_offsets="earliest",
+        checkpoint_interval_ms=1000,
+    )
     target = str(project_root() / "examples" / "logins.py")
-    print("==> starting the job on a local Flink MiniCluster (rows appear on each checkpoint)",
-          file=sys.stderr)  # fmt: skip
+    print(
+        "==> starting the job on a local Flink MiniCluster (rows appear on each checkpoint)",
+        file=sys.stderr,
+    )
     job = start_local(target, options)
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"demo-reader-{run}",
-        "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-    })  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"demo-reader-{run}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.assign([TopicPartition(sink, 0, 0)])
     seen = 0
     final: dict[str, int] = {}
@@ -81,6 +90,9 @@ def demo(events: int = 2000, users: int = 20, follow: bool = False) -> int:
         consumer.close()
         counts = job.counts() if job.status() == "RUNNING" else {}
         job.cancel()
-    print(f"==> {seen} rows; dead letters: {counts.get('deadLetters', '?')}; unique IPs per "
-          f"user: {dict(sorted(final.items()))}", file=sys.stderr)  # fmt: skip
+    print(
+        f"==> {seen} rows; dead letters: {counts.get('deadLetters', '?')}; unique IPs per "
+        f"user: {dict(sorted(final.items()))}",
+        file=sys.stderr,
+    )
     return 0

@@ -232,8 +232,14 @@ def build_job(
     for r in resolvers:
         settings = resolve_source(r.source, options)
         sources[r.name] = settings
-        ref = resolver_ref(r, module.__name__, file if is_file else None, options.execution_mode,
-                           settings.max_message_bytes, settings.topic)  # fmt: skip
+        ref = resolver_ref(
+            r,
+            module.__name__,
+            file if is_file else None,
+            options.execution_mode,
+            settings.max_message_bytes,
+            settings.topic,
+        )
         table = f"src_{_ident(r.name)}"
         group_id, client_id = consumer_ids(settings, name, r.name)
         ddl = source_table_ddl(table, settings, group_id, options.starting_offsets, client_id)
@@ -268,12 +274,16 @@ def build_job(
         name = f"sink_{_ident(topic)}"
         t_env.execute_sql(
             sink_table_ddl(
-                name, topic, brokers, first_props, options.delivery,
+                name,
+                topic,
+                brokers,
+                first_props,
+                options.delivery,
                 transactional_id_prefix=transactional_id_prefix(name, topic),
                 transaction_timeout_ms=options.transaction_timeout_ms,
                 timestamp=topic == options.sink_topic,
             ).sql
-        )  # fmt: skip
+        )
         statements.add_insert(name, output)
     statements.attach_as_datastream()
     _set_sink_uids(env, {f"sink_{_ident(t)}": uid("sink", t) for t in sink_topics})
@@ -488,9 +498,13 @@ def dead_letters(out: DataStream) -> DataStream:
 
 
 def resolver_ref(
-    r: Resolver[Any, Any], module: str, file: str | None, execution_mode: str,
-    max_message_bytes: int | None = None, topic: str = "",
-) -> ResolverRef:  # fmt: skip
+    r: Resolver[Any, Any],
+    module: str,
+    file: str | None,
+    execution_mode: str,
+    max_message_bytes: int | None = None,
+    topic: str = "",
+) -> ResolverRef:
     """How workers find ``r`` (its module's name, file and content digest), and how its
     messages are keyed."""
     loaded = sys.modules.get(module)

@@ -45,8 +45,12 @@ class Secret:
         return (Secret, (self._value,))
 
 
-_SECRET_FIELDS = ("sasl_password", "ssl_keystore_password", "ssl_truststore_password",
-                  "ssl_key_password")  # fmt: skip
+_SECRET_FIELDS = (
+    "sasl_password",
+    "ssl_keystore_password",
+    "ssl_truststore_password",
+    "ssl_key_password",
+)
 
 
 def _secret(value: str | Secret | None) -> Secret | None:
@@ -122,9 +126,11 @@ class KafkaSource:
             object.__setattr__(
                 self,
                 "additional_kafka_args",
-                {k: v if isinstance(v, Secret) else Secret(str(v))
-                 for k, v in dict(self.additional_kafka_args).items()},
-            )  # fmt: skip
+                {
+                    k: v if isinstance(v, Secret) else Secret(str(v))
+                    for k, v in dict(self.additional_kafka_args).items()
+                },
+            )
 
     @property
     def label(self) -> str:

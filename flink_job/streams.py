@@ -237,9 +237,11 @@ def _annotations(fn: Callable[..., Any], rname: str) -> dict[str, Any]:
         raise _err(rname, e.field, str(e)) from None
     except Exception as e:
         raise _err(
-            rname, None, f"cannot evaluate its type annotations ({type(e).__name__}: {e}); "
-            "fix: import every name used in the signature at module level."
-        ) from None  # fmt: skip
+            rname,
+            None,
+            f"cannot evaluate its type annotations ({type(e).__name__}: {e}); "
+            "fix: import every name used in the signature at module level.",
+        ) from None
 
 
 def _is_message_type(tp: Any) -> bool:
@@ -271,14 +273,18 @@ def _analyze(
     rname = name or getattr(fn, "__name__", None) or repr(fn)
     if not callable(fn):
         raise _err(
-            rname, None, f"@stream decorates a function; got {fn!r}; "
-            "fix: put @stream(...) directly above a `def`."
-        )  # fmt: skip
+            rname,
+            None,
+            f"@stream decorates a function; got {fn!r}; "
+            "fix: put @stream(...) directly above a `def`.",
+        )
     if not isinstance(source, KafkaSource):
         raise _err(
-            rname, "source", f"source= must be a KafkaSource; got {source!r}. "
-            'Fix: source=KafkaSource(name="logins").'
-        )  # fmt: skip
+            rname,
+            "source",
+            f"source= must be a KafkaSource; got {source!r}. "
+            'Fix: source=KafkaSource(name="logins").',
+        )
     anns = _annotations(fn, rname)
     params = list(inspect.signature(fn).parameters.values())
 
@@ -299,9 +305,11 @@ def _analyze(
         if is_state_annotation(ann):
             if state is not None:
                 raise _err(
-                    rname, p.name, f"has two State[...] parameters ({state.param!r} and "
-                    f"{p.name!r}); fix: keep one state class holding both."
-                )  # fmt: skip
+                    rname,
+                    p.name,
+                    f"has two State[...] parameters ({state.param!r} and "
+                    f"{p.name!r}); fix: keep one state class holding both.",
+                )
             state = _state_spec(rname, p, ann)
             state_param = p
         elif message is None:
@@ -327,14 +335,18 @@ def _analyze(
     mtype = anns.get(message.name, _NO_DEFAULT)
     if mtype is _NO_DEFAULT:
         raise _err(
-            rname, message.name, f"message parameter {message.name!r} has no type annotation; "
-            "fix: annotate it with a pydantic model, a dataclass, str or bytes."
-        )  # fmt: skip
+            rname,
+            message.name,
+            f"message parameter {message.name!r} has no type annotation; "
+            "fix: annotate it with a pydantic model, a dataclass, str or bytes.",
+        )
     if not _is_message_type(mtype):
         raise _err(
-            rname, message.name, f"message parameter {message.name!r} is annotated {mtype!r}; "
-            "fix: use a pydantic model, a dataclass, str or bytes."
-        )  # fmt: skip
+            rname,
+            message.name,
+            f"message parameter {message.name!r} is annotated {mtype!r}; "
+            "fix: use a pydantic model, a dataclass, str or bytes.",
+        )
 
     parse_input: type | None = None
     if parse is not None:
@@ -433,9 +445,11 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
     cls = state_class(ann)
     if cls is None:
         raise _err(
-            rname, p.name, f"parameter {p.name!r} is {ann!r}; fix: State[T] takes a class "
-            "(a dataclass or a pydantic model)."
-        )  # fmt: skip
+            rname,
+            p.name,
+            f"parameter {p.name!r} is {ann!r}; fix: State[T] takes a class "
+            "(a dataclass or a pydantic model).",
+        )
     codec = StateCodec(cls, rname, p.name)
     default = p.default
     where = f"parameter {p.name!r} (State[{cls.__qualname__}])"
@@ -445,21 +459,24 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
         except Exception as e:
             missing = _fields_without_default(cls)
             raise _err(
-                rname, missing[0] if missing else p.name,
+                rname,
+                missing[0] if missing else p.name,
                 f"{where} has no default and {cls.__qualname__}() fails ({type(e).__name__}: "
                 f"{e}); fix: give every field of {cls.__qualname__} a default"
                 + (f" (missing: {', '.join(missing)})" if missing else "")
                 + f", or give the parameter a default: {p.name}: State[{cls.__qualname__}] = "
                 f"{cls.__qualname__}(...).",
-            ) from None  # fmt: skip
+            ) from None
         what = f"{cls.__qualname__}()"
     else:
         if not isinstance(default, cls):
             raise _err(
-                rname, p.name, f"{where} has default {default!r} of type "
+                rname,
+                p.name,
+                f"{where} has default {default!r} of type "
                 f"{type(default).__qualname__}, not {cls.__qualname__}; fix: use "
-                f"{cls.__qualname__}(...) as the default or drop it."
-            )  # fmt: skip
+                f"{cls.__qualname__}(...) as the default or drop it.",
+            )
         initial = default
         what = "the default"
     # The initial state must fit its own schema (the seed's `unique_ips: Set[str] = 0` does not)
@@ -468,9 +485,11 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
         fields = codec.plain(initial)
     except Exception as e:
         raise _err(
-            rname, p.name, f"{where}: {what} cannot be stored ({type(e).__name__}: {e}); fix: "
-            f"make every value of {cls.__qualname__} fit its field's declared type."
-        ) from None  # fmt: skip
+            rname,
+            p.name,
+            f"{where}: {what} cannot be stored ({type(e).__name__}: {e}); fix: "
+            f"make every value of {cls.__qualname__} fit its field's declared type.",
+        ) from None
     fix = (
         "fix: give {field} a default of type {type} in the class, or change the field's type."
         if default is _NO_DEFAULT
@@ -487,9 +506,11 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
         codec.encode(initial)
     except Exception as e:
         raise _err(
-            rname, p.name, f"{where}: {what} cannot be stored ({type(e).__name__}: {e}); fix: "
-            f"make every value of {cls.__qualname__} fit its field's declared type."
-        ) from None  # fmt: skip
+            rname,
+            p.name,
+            f"{where}: {what} cannot be stored ({type(e).__name__}: {e}); fix: "
+            f"make every value of {cls.__qualname__} fit its field's declared type.",
+        ) from None
     return StateSpec(p.name, cls, default, codec, template)
 
 
@@ -498,37 +519,46 @@ def _fields_without_default(cls: type) -> list[str]:
         return [n for n, f in cls.model_fields.items() if f.is_required()]
     if dataclasses.is_dataclass(cls):
         return [
-            f.name for f in dataclasses.fields(cls)
+            f.name
+            for f in dataclasses.fields(cls)
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        ]  # fmt: skip
+        ]
     return []
 
 
 def _check_parse(rname: str, parse: Callable[[Any], Any], mtype: type) -> type:
     if not callable(parse):
         raise _err(
-            rname, "parse", f"parse= must be a function; got {parse!r}; "
-            "fix: pass a function `(bytes | Model) -> Model | None`."
-        )  # fmt: skip
+            rname,
+            "parse",
+            f"parse= must be a function; got {parse!r}; "
+            "fix: pass a function `(bytes | Model) -> Model | None`.",
+        )
     anns = _annotations(parse, rname)
     params = list(inspect.signature(parse).parameters.values())
     if len(params) != 1:
         raise _err(
-            rname, "parse", f"parse= function {getattr(parse, '__name__', parse)!r} takes "
-            f"{len(params)} arguments; fix: make it take exactly one (the raw bytes or a model)."
-        )  # fmt: skip
+            rname,
+            "parse",
+            f"parse= function {getattr(parse, '__name__', parse)!r} takes "
+            f"{len(params)} arguments; fix: make it take exactly one (the raw bytes or a model).",
+        )
     pin = anns.get(params[0].name, bytes)
     if not _is_message_type(pin):
         raise _err(
-            rname, "parse", f"parse= argument is annotated {pin!r}; fix: bytes, str, "
-            "a pydantic model or a dataclass."
-        )  # fmt: skip
+            rname,
+            "parse",
+            f"parse= argument is annotated {pin!r}; fix: bytes, str, "
+            "a pydantic model or a dataclass.",
+        )
     ret = anns.get("return", _NO_DEFAULT)
     if ret is not _NO_DEFAULT and _unwrap_optional(ret) is not mtype:
         raise _err(
-            rname, "parse", f"parse= returns {ret!r}, but the resolver's message is "
-            f"{mtype.__qualname__}; fix: return {mtype.__qualname__} | None."
-        )  # fmt: skip
+            rname,
+            "parse",
+            f"parse= returns {ret!r}, but the resolver's message is "
+            f"{mtype.__qualname__}; fix: return {mtype.__qualname__} | None.",
+        )
     return pin
 
 
@@ -548,22 +578,28 @@ def _key_specs(rname: str, keys: Mapping[str, Feature] | None, mtype: type) -> t
         return ()
     if not isinstance(keys, Mapping) or not keys:
         raise _err(
-            rname, "keys", f'keys= must be a non-empty dict {{"attr.path": Feature}}; got '
-            f'{keys!r}; fix: e.g. keys={{"user_id": User.id}}.'
-        )  # fmt: skip
+            rname,
+            "keys",
+            f'keys= must be a non-empty dict {{"attr.path": Feature}}; got '
+            f'{keys!r}; fix: e.g. keys={{"user_id": User.id}}.',
+        )
     if mtype in (str, bytes):
         raise _err(
-            rname, "keys", f"keys= needs a structured message, but the message is "
+            rname,
+            "keys",
+            f"keys= needs a structured message, but the message is "
             f"{mtype.__name__}; fix: parse into a pydantic model or drop keys= to key by the "
-            "Kafka record key."
-        )  # fmt: skip
+            "Kafka record key.",
+        )
     specs = []
     for path, feat in keys.items():
         if not isinstance(feat, Feature):
             raise _err(
-                rname, str(path), f"keys[{path!r}] must be a feature reference; got {feat!r}; "
-                "fix: use an attribute of a @features class, e.g. User.id."
-            )  # fmt: skip
+                rname,
+                str(path),
+                f"keys[{path!r}] must be a feature reference; got {feat!r}; "
+                "fix: use an attribute of a @features class, e.g. User.id.",
+            )
         parts = tuple(str(path).split("."))
         tp: Any = mtype
         for i, part in enumerate(parts):
@@ -571,9 +607,11 @@ def _key_specs(rname: str, keys: Mapping[str, Feature] | None, mtype: type) -> t
             if nxt is _NO_DEFAULT:
                 at = ".".join(parts[:i]) or getattr(mtype, "__qualname__", str(mtype))
                 raise _err(
-                    rname, str(path), f"keys path {path!r}: {at} has no attribute {part!r}; "
-                    f"fix: use a field of {getattr(mtype, '__qualname__', mtype)}."
-                )  # fmt: skip
+                    rname,
+                    str(path),
+                    f"keys path {path!r}: {at} has no attribute {part!r}; "
+                    f"fix: use a field of {getattr(mtype, '__qualname__', mtype)}.",
+                )
             tp = nxt
         specs.append(KeySpec(parts, feat))
     return tuple(specs)

@@ -156,9 +156,10 @@ def replay(
     skipped = late = 0
     for source, items in streams.items():
         targets = [
-            c for c in cores.values()
+            c
+            for c in cores.values()
             if source == "" or source in (c.resolver.source.name, c.resolver.source.topic)
-        ]  # fmt: skip
+        ]
         if not targets:
             raise ValueError(f"no resolver reads source {source!r}")
         for offset, item in enumerate(items):

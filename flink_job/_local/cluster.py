@@ -22,9 +22,13 @@ from flink_job.config import project_root, run_dir
 from flink_job.errors import EnvironmentNotReadyError
 
 __all__ = [
-    "rest_address", "start", "start_taskmanager", "stop", "stop_with_savepoint",
+    "rest_address",
+    "start",
+    "start_taskmanager",
+    "stop",
+    "stop_with_savepoint",
     "taskmanager_pids",
-]  # fmt: skip
+]
 
 REST = "localhost:8081"
 
@@ -187,15 +191,17 @@ def stop() -> None:
         f.unlink()
 
 
-def stop_with_savepoint(job_id: str, savepoint_dir: str, jobmanager: str = REST,
-                        timeout: float = 180.0) -> str:  # fmt: skip
+def stop_with_savepoint(
+    job_id: str, savepoint_dir: str, jobmanager: str = REST, timeout: float = 180.0
+) -> str:
     """Stop ``job_id`` with a canonical savepoint in ``savepoint_dir``; return its path."""
     rest = FlinkRest(jobmanager)
     target = Path(savepoint_dir).resolve().as_uri() if "://" not in savepoint_dir else savepoint_dir
     trigger = rest.call(
-        "POST", f"/jobs/{job_id}/stop",
+        "POST",
+        f"/jobs/{job_id}/stop",
         {"targetDirectory": target, "drain": False, "formatType": "CANONICAL"},
-    )["request-id"]  # fmt: skip
+    )["request-id"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = rest.get(f"/jobs/{job_id}/savepoints/{trigger}")

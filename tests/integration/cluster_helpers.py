@@ -19,8 +19,12 @@ def cli(*args: str, conf: Path, check: bool = True) -> subprocess.CompletedProce
     env = {**os.environ, "FLINK_JOB_CONF": str(conf)}
     result = subprocess.run(
         [sys.executable, "-m", "flink_job.cli", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"flink-job {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return result
@@ -28,9 +32,15 @@ def cli(*args: str, conf: Path, check: bool = True) -> subprocess.CompletedProce
 
 def submit(target: str, *flags: str, conf: Path, checkpoints: Path) -> str:
     out = cli(
-        "submit", target, "--checkpoint-interval", "1000",
-        "--checkpoint-dir", str(checkpoints), *flags, conf=conf,
-    )  # fmt: skip
+        "submit",
+        target,
+        "--checkpoint-interval",
+        "1000",
+        "--checkpoint-dir",
+        str(checkpoints),
+        *flags,
+        conf=conf,
+    )
     return out.stdout.strip().splitlines()[-1]
 
 

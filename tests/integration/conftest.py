@@ -38,9 +38,12 @@ class JobProcess:
         self._fh = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flink_job.cli", "run", *args],
-            cwd=ROOT, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
     def output(self) -> str:
         return self.log.read_text()
@@ -78,10 +81,17 @@ def run_job(tmp_path: Path, kafka: str) -> Iterator[object]:
             **(env or {}),
         }
         job = JobProcess(
-            [target, "--checkpoint-interval", "1000", "--checkpoint-dir",
-             str(tmp_path / "checkpoints"), *flags],
-            full_env, tmp_path / f"job-{len(jobs)}.log",
-        )  # fmt: skip
+            [
+                target,
+                "--checkpoint-interval",
+                "1000",
+                "--checkpoint-dir",
+                str(tmp_path / "checkpoints"),
+                *flags,
+            ],
+            full_env,
+            tmp_path / f"job-{len(jobs)}.log",
+        )
         jobs.append(job)
         return job
 

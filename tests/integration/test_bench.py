@@ -14,16 +14,23 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_quick_mode_produces_table_json_and_chart(kafka, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["ratios"]) == {
-        "project / baseline thread", "project / baseline process",
-        "project / pure-Python ceiling", "batched / per-record",
-        "CPU: pure-Python ceiling / project", "CPU: per-record / batched",
-        "task CPU: per-record / batched", "task CPU: pure-Python ceiling / batched",
-    }  # fmt: skip
+        "project / baseline thread",
+        "project / baseline process",
+        "project / pure-Python ceiling",
+        "batched / per-record",
+        "CPU: pure-Python ceiling / project",
+        "CPU: per-record / batched",
+        "task CPU: per-record / batched",
+        "task CPU: pure-Python ceiling / batched",
+    }
     # CPU per event is reported for each variant (quick runs are too short for its value).
     variants = {"project", "project-per-record", "pure-Python ceiling", "baseline-thread"}
     assert variants <= set(results["cpu_us_per_event"])

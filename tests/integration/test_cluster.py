@@ -45,15 +45,17 @@ def test_savepoint_round_trip_continues_state(cluster, kafka, topics, tmp_path):
     app = str(APPS / "count_events.py")
     ck, sp = tmp_path / "ck", tmp_path / "sp"
     produce(kafka, source, ch.events(users=20, per_user=30))
-    job = ch.submit(app, "--sink-topic", sink, "--starting-offsets", "earliest",
-                    conf=conf, checkpoints=ck)  # fmt: skip
+    job = ch.submit(
+        app, "--sink-topic", sink, "--starting-offsets", "earliest", conf=conf, checkpoints=ck
+    )
     assert len(read_all(kafka, sink, expect=600, timeout=120)) == 600
     savepoint = ch.stop(job, sp, conf)
     assert Path(savepoint.removeprefix("file:")).is_dir()
 
     produce(kafka, source, ch.events(users=20, per_user=20, start=30))
-    job2 = ch.submit(app, "--sink-topic", sink, "--from-savepoint", savepoint,
-                     conf=conf, checkpoints=ck)  # fmt: skip
+    job2 = ch.submit(
+        app, "--sink-topic", sink, "--from-savepoint", savepoint, conf=conf, checkpoints=ck
+    )
     try:
         rows = read_all(kafka, sink, expect=1000, timeout=120)
     finally:
@@ -102,11 +104,22 @@ def _variant(tmp_path: Path, name: str, fields: str, body: str) -> str:
 
 
 def _savepoint_with_counts(kafka, source, sink, conf, tmp_path) -> str:
-    app = _variant(tmp_path, "v1", "    n: int = 0\n    last_seq: int = -1",
-                   "    state.n += 1\n    state.last_seq = event.seq")  # fmt: skip
+    app = _variant(
+        tmp_path,
+        "v1",
+        "    n: int = 0\n    last_seq: int = -1",
+        "    state.n += 1\n    state.last_seq = event.seq",
+    )
     produce(kafka, source, ch.events(users=5, per_user=10))
-    job = ch.submit(app, "--sink-topic", sink, "--starting-offsets", "earliest",
-                    conf=conf, checkpoints=tmp_path / "ck")  # fmt: skip
+    job = ch.submit(
+        app,
+        "--sink-topic",
+        sink,
+        "--starting-offsets",
+        "earliest",
+        conf=conf,
+        checkpoints=tmp_path / "ck",
+    )
     assert len(read_all(kafka, sink, expect=50, timeout=120)) == 50
     return ch.stop(job, tmp_path / "sp", conf)
 
@@ -127,8 +140,15 @@ def test_state_class_change_restores(cluster, kafka, topics, tmp_path, change):
     else:
         app = _variant(tmp_path, "v2", "    n: int = 0", "    state.n += 1")
     produce(kafka, source, ch.events(users=5, per_user=2, start=10))
-    job = ch.submit(app, "--sink-topic", sink, "--from-savepoint", savepoint,
-                    conf=conf, checkpoints=tmp_path / "ck")  # fmt: skip
+    job = ch.submit(
+        app,
+        "--sink-topic",
+        sink,
+        "--from-savepoint",
+        savepoint,
+        conf=conf,
+        checkpoints=tmp_path / "ck",
+    )
     try:
         rows = read_all(kafka, sink, expect=60, timeout=120)
     finally:
@@ -137,19 +157,33 @@ def test_state_class_change_restores(cluster, kafka, topics, tmp_path, change):
     assert {u: max(c) for u, c in _per_user(rows).items()} == {f"u{u}": 12 for u in range(5)}
 
 
-def test_incompatible_state_change_fails_naming_resolver_and_field(cluster, kafka, topics,
-                                                                   tmp_path):  # fmt: skip
+def test_incompatible_state_change_fails_naming_resolver_and_field(
+    cluster, kafka, topics, tmp_path
+):
     source, sink, conf = topics
     savepoint = _savepoint_with_counts(kafka, source, sink, conf, tmp_path)
     # last_seq was an int; it is now a dict: stored values cannot fit.
-    app = _variant(tmp_path, "v3", "    n: int = 0\n    last_seq: dict[str, int] = field("
-                   "default_factory=dict)", "    state.n += 1")  # fmt: skip
+    app = _variant(
+        tmp_path,
+        "v3",
+        "    n: int = 0\n    last_seq: dict[str, int] = field(default_factory=dict)",
+        "    state.n += 1",
+    )
     produce(kafka, source, ch.events(users=1, per_user=1, start=10))
     refused = ch.cli(
-        "submit", app, "--sink-topic", sink, "--from-savepoint", savepoint,
-        "--checkpoint-interval", "1000", "--checkpoint-dir", str(tmp_path / "ck"),
-        conf=conf, check=False,
-    )  # fmt: skip
+        "submit",
+        app,
+        "--sink-topic",
+        sink,
+        "--from-savepoint",
+        savepoint,
+        "--checkpoint-interval",
+        "1000",
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+        conf=conf,
+        check=False,
+    )
     assert refused.returncode != 0
     line = refused.stderr.strip().splitlines()[-1]
     assert "StateSchemaError" in line, refused.stderr[-2000:]
@@ -168,12 +202,19 @@ def test_removed_resolver_needs_allow_non_restored_state(cluster, kafka, tmp_pat
     for t in (clicks, purchases):
         create_topic(kafka, t)
     conf = tmp_path / "flink-job.toml"
-    conf.write_text(f'[sources.clicks]\ntopic = "{clicks}"\n[sources.purchases]\n'
-                    f'topic = "{purchases}"\n')  # fmt: skip
+    conf.write_text(
+        f'[sources.clicks]\ntopic = "{clicks}"\n[sources.purchases]\ntopic = "{purchases}"\n'
+    )
     produce(kafka, clicks, [(b"u", json.dumps({"user_id": "u1", "url": "/"}).encode())] * 3)
-    job = ch.submit(str(APPS / "two_resolvers.py"), "--sink-topic", sink,
-                    "--starting-offsets", "earliest", conf=conf,
-                    checkpoints=tmp_path / "ck")  # fmt: skip
+    job = ch.submit(
+        str(APPS / "two_resolvers.py"),
+        "--sink-topic",
+        sink,
+        "--starting-offsets",
+        "earliest",
+        conf=conf,
+        checkpoints=tmp_path / "ck",
+    )
     assert len(read_all(kafka, sink, expect=3, timeout=120)) == 3
     savepoint = ch.stop(job, tmp_path / "sp", conf)
 
@@ -186,8 +227,13 @@ def test_removed_resolver_needs_allow_non_restored_state(cluster, kafka, tmp_pat
     assert refused.returncode != 0
     assert "--allow-non-restored-state" in refused.stderr, refused.stderr[-2000:]
 
-    job2 = ch.submit(str(only_clicks), *flags, "--allow-non-restored-state",
-                     conf=conf, checkpoints=tmp_path / "ck")  # fmt: skip
+    job2 = ch.submit(
+        str(only_clicks),
+        *flags,
+        "--allow-non-restored-state",
+        conf=conf,
+        checkpoints=tmp_path / "ck",
+    )
     try:
         produce(kafka, clicks, [(b"u", json.dumps({"user_id": "u1", "url": "/"}).encode())])
         rows = read_all(kafka, sink, expect=4, timeout=120)
@@ -202,9 +248,15 @@ def test_taskmanager_killed_twice_exactly_once(cluster, kafka, topics, tmp_path)
     source, sink, conf = topics
     users, per_user = 30, 200
     batches = [ch.events(users, 10, start=s) for s in range(0, per_user, 10)]
-    job = ch.submit(str(APPS / "count_events.py"), "--sink-topic", sink,
-                    "--starting-offsets", "earliest", conf=conf,
-                    checkpoints=tmp_path / "ck")  # fmt: skip
+    job = ch.submit(
+        str(APPS / "count_events.py"),
+        "--sink-topic",
+        sink,
+        "--starting-offsets",
+        "earliest",
+        conf=conf,
+        checkpoints=tmp_path / "ck",
+    )
     done = threading.Event()
 
     def feed() -> None:
@@ -257,15 +309,35 @@ def test_savepoint_restores_across_execution_modes_and_backends(
     source, sink, conf = topics
     app = str(APPS / "count_events.py")
     produce(kafka, source, ch.events(users=10, per_user=5))
-    job = ch.submit(app, "--sink-topic", sink, "--starting-offsets", "earliest",
-                    "--execution-mode", first[0], "--state-backend", first[1],
-                    conf=conf, checkpoints=tmp_path / "ck")  # fmt: skip
+    job = ch.submit(
+        app,
+        "--sink-topic",
+        sink,
+        "--starting-offsets",
+        "earliest",
+        "--execution-mode",
+        first[0],
+        "--state-backend",
+        first[1],
+        conf=conf,
+        checkpoints=tmp_path / "ck",
+    )
     assert len(read_all(kafka, sink, expect=50, timeout=120)) == 50
     savepoint = ch.stop(job, tmp_path / "sp", conf)
     produce(kafka, source, ch.events(users=10, per_user=3, start=5))
-    job2 = ch.submit(app, "--sink-topic", sink, "--from-savepoint", savepoint,
-                     "--execution-mode", second[0], "--state-backend", second[1],
-                     conf=conf, checkpoints=tmp_path / "ck")  # fmt: skip
+    job2 = ch.submit(
+        app,
+        "--sink-topic",
+        sink,
+        "--from-savepoint",
+        savepoint,
+        "--execution-mode",
+        second[0],
+        "--state-backend",
+        second[1],
+        conf=conf,
+        checkpoints=tmp_path / "ck",
+    )
     try:
         rows = read_all(kafka, sink, expect=80, timeout=120)
     finally:

@@ -69,8 +69,13 @@ def hostile() -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
 
 
 def _dead_letter_view(key: bytes | None, value: bytes | None, headers: dict[str, bytes]) -> Any:
-    return (headers["dlq.resolver"], int(headers["dlq.source.offset"]), key, value or b"",
-            sorted(headers.items()))  # fmt: skip
+    return (
+        headers["dlq.resolver"],
+        int(headers["dlq.source.offset"]),
+        key,
+        value or b"",
+        sorted(headers.items()),
+    )
 
 
 def test_hostile_inputs_give_exactly_replays_rows_and_dead_letters(kafka, run_job):
@@ -93,8 +98,10 @@ def test_hostile_inputs_give_exactly_replays_rows_and_dead_letters(kafka, run_jo
     exp_dead: list[DeadLetter] = expected.dead_letters
     assert len(expected.records) > 3 * len(items) // 2  # most of them apply...
     assert {d.error_class for d in exp_dead} == {
-        "MalformedJson", "SchemaViolation", "MessageTooLarge",
-    }  # fmt: skip
+        "MalformedJson",
+        "SchemaViolation",
+        "MessageTooLarge",
+    }
 
     job = run_job(
         APP,

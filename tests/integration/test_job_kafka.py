@@ -37,9 +37,13 @@ def test_unique_ips_exactly_once_across_partitions(kafka, run_job):
         expected[e["user_id"]].add(e["ip_address"])
 
     job = run_job(
-        APP, "--sink-topic", sink, "--starting-offsets", "earliest",
+        APP,
+        "--sink-topic",
+        sink,
+        "--starting-offsets",
+        "earliest",
         conf=f'[sources.logins]\ntopic = "{source}"\ndead_letter_queue_topic = "{dlq}"\n',
-    )  # fmt: skip
+    )
     rows = read_all(kafka, sink, expect=len(events), timeout=180)
     assert len(rows) == len(events), job.output()[-3000:]
 
@@ -60,8 +64,9 @@ def test_unique_ips_exactly_once_across_partitions(kafka, run_job):
 def test_every_kind_of_bad_input_is_a_dead_letter(kafka, run_job, app):
     source, sink, dlq = unique("logins"), unique("features"), unique("dlq")
     create_topic(kafka, source, partitions=2)
-    good = [(b"a", json.dumps({"user_id": "u1", "ip_address": f"1.1.1.{i}"}).encode())
-            for i in range(5)]  # fmt: skip
+    good = [
+        (b"a", json.dumps({"user_id": "u1", "ip_address": f"1.1.1.{i}"}).encode()) for i in range(5)
+    ]
     bad = {
         "MalformedJson": b'{"user_id": "u1", ',
         "SchemaViolation": json.dumps({"user": "u1"}).encode(),
@@ -75,10 +80,16 @@ def test_every_kind_of_bad_input_is_a_dead_letter(kafka, run_job, app):
     produce(kafka, source, items)
 
     job = run_job(
-        app, "--sink-topic", sink, "--starting-offsets", "earliest",
-        conf=(f'[sources.logins]\ntopic = "{source}"\ndead_letter_queue_topic = "{dlq}"\n'
-              "max_message_bytes = 2000\n"),
-    )  # fmt: skip
+        app,
+        "--sink-topic",
+        sink,
+        "--starting-offsets",
+        "earliest",
+        conf=(
+            f'[sources.logins]\ntopic = "{source}"\ndead_letter_queue_topic = "{dlq}"\n'
+            "max_message_bytes = 2000\n"
+        ),
+    )
     dead = read_all(kafka, dlq, expect=len(bad) + 1, timeout=180)
     rows = read_all(kafka, sink, expect=len(good), timeout=60)
     assert len(rows) == len(good), job.output()[-3000:]
@@ -89,8 +100,9 @@ def test_every_kind_of_bad_input_is_a_dead_letter(kafka, run_job, app):
     for d in dead:
         by_class[d.headers["dlq.error.class"].decode()].append(d)
     assert {k: len(v) for k, v in by_class.items()} == {
-        **{k: 1 for k in bad}, "SchemaViolation": 2,
-    }  # fmt: skip
+        **{k: 1 for k in bad},
+        "SchemaViolation": 2,
+    }
     for kind, value in bad.items():
         (d,) = [x for x in by_class[kind] if x.value == (value or None) or x.value == value]
         assert d.headers["dlq.source.topic"] == source.encode()

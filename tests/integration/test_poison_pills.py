@@ -54,7 +54,7 @@ def _bad(kind: str, i: int, user: str, marker: Path) -> tuple[bytes | None, str]
             {"user_id": user, "seq": 1.5},
             {"user_id": user, "seq": 1, "action": 3},
         ][i % 4]
-        return json.dumps(value).encode(), "SchemaViolation"  # fmt: skip
+        return json.dumps(value).encode(), "SchemaViolation"
     if kind == "empty":
         return (b"" if i % 2 else None), "EmptyMessage"
     if kind == "not-utf8":
@@ -79,8 +79,17 @@ def _bad(kind: str, i: int, user: str, marker: Path) -> tuple[bytes | None, str]
     raise AssertionError(kind)
 
 
-KINDS = ("broken-json", "wrong-shape", "wrong-types", "empty", "not-utf8", "too-large",
-         "resolver-raises", "missing-key", "pickle")  # fmt: skip
+KINDS = (
+    "broken-json",
+    "wrong-shape",
+    "wrong-types",
+    "empty",
+    "not-utf8",
+    "too-large",
+    "resolver-raises",
+    "missing-key",
+    "pickle",
+)
 
 
 def workload(marker: Path, seed: int) -> tuple[list[tuple[Any, ...]], Counter[str]]:
@@ -102,8 +111,9 @@ def workload(marker: Path, seed: int) -> tuple[list[tuple[Any, ...]], Counter[st
     return items, expected
 
 
-def check_run(kafka: str, source: str, sink: str, dlq: str, expected: Counter[str],
-              marker: Path) -> None:  # fmt: skip
+def check_run(
+    kafka: str, source: str, sink: str, dlq: str, expected: Counter[str], marker: Path
+) -> None:
     n_bad = sum(expected.values())
     rows = read_all(kafka, sink, expect=USERS * PER_USER, timeout=300, settle=5)
     dead = read_all(kafka, dlq, expect=n_bad, timeout=120, settle=3)
@@ -172,8 +182,15 @@ def test_poison_pills_exact_counts_and_no_restarts(cluster, kafka, setup, tmp_pa
     items, expected = workload(marker, seed=1)
     assert len(items) == USERS * PER_USER + BAD_PER_KIND * len(KINDS)
     produce(kafka, source, items)
-    job = ch.submit(APP, "--sink-topic", sink, "--starting-offsets", "earliest",
-                    conf=conf, checkpoints=tmp_path / "ck")  # fmt: skip
+    job = ch.submit(
+        APP,
+        "--sink-topic",
+        sink,
+        "--starting-offsets",
+        "earliest",
+        conf=conf,
+        checkpoints=tmp_path / "ck",
+    )
     try:
         check_run(kafka, source, sink, dlq, expected, marker)
         assert _restarts(job) == 0
@@ -189,8 +206,15 @@ def test_poison_pills_exact_counts_across_a_taskmanager_kill(cluster, kafka, set
     source, sink, dlq, conf = setup
     marker = tmp_path / "payload-was-executed"
     items, expected = workload(marker, seed=2)
-    job = ch.submit(APP, "--sink-topic", sink, "--starting-offsets", "earliest",
-                    conf=conf, checkpoints=tmp_path / "ck")  # fmt: skip
+    job = ch.submit(
+        APP,
+        "--sink-topic",
+        sink,
+        "--starting-offsets",
+        "earliest",
+        conf=conf,
+        checkpoints=tmp_path / "ck",
+    )
     batches = [items[i : i + 500] for i in range(0, len(items), 500)]
     done = threading.Event()
 

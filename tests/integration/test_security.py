@@ -25,10 +25,14 @@ def test_sasl_plain_with_the_right_password_runs_and_logs_no_secret(kafka, run_j
     create_topic(kafka, source)
     produce(kafka, source, [(None, json.dumps({"id": f"d{i}"}).encode()) for i in range(20)])
     job = run_job(
-        APP, "--sink-topic", sink, "--starting-offsets", "earliest",
+        APP,
+        "--sink-topic",
+        sink,
+        "--starting-offsets",
+        "earliest",
         conf=f'[sources.secure]\ntopic = "{source}"\n',
         env={"FLINK_JOB_TEST_SASL_PASSWORD": RIGHT, "FLINK_JOB_TEST_SSL_CANARY": canary},
-    )  # fmt: skip
+    )
     rows = read_all(kafka, sink, expect=20, timeout=120)
     assert len(rows) == 20, job.output()[-2000:]
     job.stop()
@@ -53,18 +57,36 @@ def test_no_secret_in_the_clusters_rest_api_or_logs(cluster, kafka, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
-        out = ch.cli("submit", APP, "--sink-topic", sink, "--starting-offsets", "earliest",
-                     "--checkpoint-interval", "1000", "--checkpoint-dir", str(tmp_path / "ck"),
-                     conf=conf)  # fmt: skip
+        out = ch.cli(
+            "submit",
+            APP,
+            "--sink-topic",
+            sink,
+            "--starting-offsets",
+            "earliest",
+            "--checkpoint-interval",
+            "1000",
+            "--checkpoint-dir",
+            str(tmp_path / "ck"),
+            conf=conf,
+        )
     job = out.stdout.strip().splitlines()[-1]
     try:
         rows = read_all(kafka, sink, expect=20, timeout=120)
         assert len(rows) == 20
         served = [out.stdout + out.stderr]
-        for path in (f"/jobs/{job}", f"/jobs/{job}/config", f"/jobs/{job}/plan",
-                     f"/jobs/{job}/jobmanager/config", f"/jobs/{job}/jobmanager/environment",
-                     f"/jobs/{job}/exceptions", f"/jobs/{job}/checkpoints/config",
-                     "/jobmanager/config", "/jobmanager/environment", "/overview"):  # fmt: skip
+        for path in (
+            f"/jobs/{job}",
+            f"/jobs/{job}/config",
+            f"/jobs/{job}/plan",
+            f"/jobs/{job}/jobmanager/config",
+            f"/jobs/{job}/jobmanager/environment",
+            f"/jobs/{job}/exceptions",
+            f"/jobs/{job}/checkpoints/config",
+            "/jobmanager/config",
+            "/jobmanager/environment",
+            "/overview",
+        ):
             served.append(json.dumps(ch.REST.get(path)))
         for tm in ch.REST.get("/taskmanagers")["taskmanagers"]:
             served.append(json.dumps(ch.REST.get(f"/taskmanagers/{tm['id']}")))
@@ -91,10 +113,16 @@ def test_sasl_plain_with_a_wrong_password_fails_fast_with_one_line(kafka, tmp_pa
     wrong = "wrong-canary-password-42"
     out = subprocess.run(
         [sys.executable, "-m", "flink_job.cli", "run", APP],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**__import__("os").environ, "FLINK_JOB_CONF": str(conf),
-             "FLINK_JOB_TEST_SASL_PASSWORD": wrong},
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **__import__("os").environ,
+            "FLINK_JOB_CONF": str(conf),
+            "FLINK_JOB_TEST_SASL_PASSWORD": wrong,
+        },
+    )
     assert out.returncode != 0
     lines = [line for line in out.stderr.splitlines() if line.startswith("flink-job:")]
     assert len(lines) == 1, out.stderr[-2000:]

@@ -37,9 +37,13 @@ def test_transaction_timeout_must_exceed_checkpoint_interval(conf: Path) -> None
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("delivery", "twice"), ("execution_mode", "fibers"), ("state_backend", "redis"),
-     ("starting_offsets", "yesterday")],
-)  # fmt: skip
+    [
+        ("delivery", "twice"),
+        ("execution_mode", "fibers"),
+        ("state_backend", "redis"),
+        ("starting_offsets", "yesterday"),
+    ],
+)
 def test_unknown_choices_name_the_field_and_the_choices(conf: Path, field: str, value: str) -> None:
     with pytest.raises(ConfigError, match=field) as e:
         JobOptions.from_conf(**{field: value})
@@ -74,11 +78,16 @@ def test_precedence_arguments_then_conf_then_env(conf: Path, monkeypatch) -> Non
 
 def _secret_source() -> KafkaSource:
     return KafkaSource(
-        name="logins", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
-        sasl_username="svc", sasl_password=CANARY, ssl_truststore_location="/t.jks",
-        ssl_truststore_password=CANARY + "-ts", ssl_keystore_password=CANARY + "-ks",
+        name="logins",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password=CANARY,
+        ssl_truststore_location="/t.jks",
+        ssl_truststore_password=CANARY + "-ts",
+        ssl_keystore_password=CANARY + "-ks",
         additional_kafka_args={"sasl.oauthbearer.token": CANARY + "-extra"},
-    )  # fmt: skip
+    )
 
 
 def test_secrets_pass_through_to_the_client_but_not_to_reprs_or_ddl_text(conf: Path) -> None:
@@ -88,8 +97,15 @@ def test_secrets_pass_through_to_the_client_but_not_to_reprs_or_ddl_text(conf: P
     assert "shaded.org.apache.kafka.common.security.scram.ScramLoginModule" in jaas.reveal()
     assert CANARY in jaas.reveal()  # type: ignore[union-attr]
     ddl = source_table_ddl("t", settings, "g", "committed")
-    sink = sink_table_ddl("s", "out", "b:1", settings.properties, "exactly-once",
-                          transactional_id_prefix="p", transaction_timeout_ms=900_000)  # fmt: skip
+    sink = sink_table_ddl(
+        "s",
+        "out",
+        "b:1",
+        settings.properties,
+        "exactly-once",
+        transactional_id_prefix="p",
+        transaction_timeout_ms=900_000,
+    )
     assert CANARY in ddl.sql and CANARY in sink.sql  # the real statement carries them
     for text in (repr(source), str(source), repr(settings), str(ddl), repr(sink)):
         assert CANARY not in text, text
@@ -110,8 +126,10 @@ def test_resolvers_command_never_prints_secrets(tmp_path: Path, conf: Path) -> N
     for flags in ([], ["--json"]):
         out = subprocess.run(
             [sys.executable, "-m", "flink_job.cli", "resolvers", str(module), *flags],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert "logins" in out.stdout
         assert CANARY not in out.stdout + out.stderr
 
@@ -150,10 +168,19 @@ def test_the_cli_reports_an_unknown_source_name_before_touching_kafka(
     conf.write_text("[sources.login]\ntopic = 'x'\n")
     # No broker at this address: the error must come from the configuration check first.
     out = subprocess.run(
-        [sys.executable, "-m", "flink_job.cli", "run", str(module),
-         "--bootstrap-servers", "127.0.0.1:1"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "flink_job.cli",
+            "run",
+            str(module),
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert "unknown source name 'login'" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
@@ -161,9 +188,16 @@ def test_the_cli_reports_an_unknown_source_name_before_touching_kafka(
 
 @pytest.mark.parametrize(
     ("given", "ms"),
-    [("2s", 2000), ("500 ms", 500), ("1500", 1500), (1500, 1500), ("1 min", 60_000),
-     ("2 seconds", 2000), ("10 secs", 10_000)],
-)  # fmt: skip
+    [
+        ("2s", 2000),
+        ("500 ms", 500),
+        ("1500", 1500),
+        (1500, 1500),
+        ("1 min", 60_000),
+        ("2 seconds", 2000),
+        ("10 secs", 10_000),
+    ],
+)
 def test_checkpoint_interval_takes_flink_durations(conf: Path, given: object, ms: int) -> None:
     assert JobOptions.from_conf(checkpoint_interval_ms=given).checkpoint_interval_ms == ms
 

@@ -236,8 +236,14 @@ def test_a_dead_letter_over_the_record_limit_is_cut_and_says_so():
 
 
 def test_a_dead_letter_with_huge_headers_still_fits():
-    m = RawMessage(value=b"x" * 500_000, key=b"k" * 300_000, topic="t", partition=0, offset=1,
-                   headers=(("h", b"y" * 900_000),))  # fmt: skip
+    m = RawMessage(
+        value=b"x" * 500_000,
+        key=b"k" * 300_000,
+        topic="t",
+        partition=0,
+        offset=1,
+        headers=(("h", b"y" * 900_000),),
+    )
     d = ResolverCore(count).decode(m)
     assert isinstance(d, DeadLetter)
     key, value, headers = d.record()
