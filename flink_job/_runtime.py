@@ -31,6 +31,7 @@ from flink_job._core import (
     RawMessage,
     ResolverCore,
     state_key,
+    step,
 )
 from flink_job._wire import (
     ABSENT_KEY,
@@ -367,30 +368,62 @@ class _Counters:
                     counts[i] = 0
 
 
-class Resolve(KeyedProcessFunction):
-    """The keyed operator: the key's state holds the encoded state envelope (bytes).
+class _FlinkStore:
+    """The per-record operator's state store (:class:`flink_job._core.StateStore`): the current
+    key's Flink state (a :class:`StateCell`), with decoded state objects cached per key.
 
-    Decoded state objects are cached per key (bounded), with the bytes last stored: only this
-    operator instance writes its keys' state, so a cached object always equals what was last
-    stored; the cache starts empty after every (re)start or restore. A failed message evicts
-    its key, since the resolver may have half-mutated the object. State whose encoding did
-    not change is not written again.
+    Only this operator instance writes its keys' state, so a cached object always equals what
+    was last stored; the cache starts empty after every (re)start or restore. ``load`` takes a
+    key's object out of the cache (a failed message so leaves it out: the resolver may have
+    half-mutated it); ``save`` puts it back, and writes the state only when its encoding
+    changed (writing the same bytes again changes nothing).
     """
 
-    STATE_CACHE_SIZE = 10_000
+    SIZE = 10_000
+
+    def __init__(self, core: ResolverCore, cell: StateCell) -> None:
+        self._core = core
+        self._cell = cell
+        self._cache: dict[str, tuple[Any, bytes | None]] = {}
+        self._stored: bytes | None = None  # what the key being processed had stored
+
+    def load(self, key: str) -> Any:
+        cached = self._cache.pop(key, None)
+        if cached is None:
+            self._stored = stored = self._cell.get()
+            return self._core.load_state(stored)
+        state, self._stored = cached
+        return state
+
+    def save(self, key: str, state: Any, encoded: bytes) -> None:
+        if encoded != self._stored:
+            self._cell.set(encoded)
+        cache = self._cache
+        if len(cache) >= self.SIZE:
+            del cache[next(iter(cache))]  # the least recently used key
+        cache[key] = (state, encoded)
+
+    def discard(self, key: str) -> None:
+        pass  # load already took the key's object out of the cache
+
+
+class Resolve(KeyedProcessFunction):
+    """The keyed operator: every message goes through :func:`flink_job._core.step` - the very
+    step ``replay`` runs - with the key's Flink state as its store (:class:`_FlinkStore`)."""
 
     def __init__(self, ref: ResolverRef) -> None:
         self.ref = ref
         self._core: ResolverCore | None = None
-        self._state: Any = None
-        self._cache: dict[str, tuple[Any, bytes | None]] = {}
+        self._store: _FlinkStore | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._core = self.ref.core()
+        self._store = None
         if self._core.stateful:
-            self._state = StateCell(runtime_context, self.ref.execution_mode)
+            self._store = _FlinkStore(
+                self._core, StateCell(runtime_context, self.ref.execution_mode)
+            )
         self._counters = _Counters(runtime_context)
-        self._cache = {}
         # Messages keyed in Python (the key selector, or JVM keying's fallback) may have been
         # handed off; those keyed by the Kafka record key never are.
         self._handoff = None
@@ -414,42 +447,20 @@ class Resolve(KeyedProcessFunction):
         handoff = self._handoff
         handed = None if handoff is None else handoff.take(self.ref.name, value)
         if handed is not None:
-            # The very decoded message the key was computed from: routed by d.key.
+            # The very decoded message the key was computed from: routed by its key.
             d, msg = handed
+            out = step(core, msg, self._store, decoded=d)
         else:
             # Decode again and check the key it was routed by, on every path: a message is
             # never applied to another key's state.
             msg = raw_message(value, self.ref.topic)
-            decoded = core.decode_routed(msg, ctx.get_current_key())
-            if isinstance(decoded, DeadLetter):
-                counts[DEAD_LETTER_COUNT] += 1
-                yield DEAD_LETTERS, dead_row(decoded)
-                return
-            if not isinstance(decoded, Decoded):  # parse= skipped it, or it came too late
-                counts[LATE_ARRIVALS if decoded is LATE else SKIPPED] += 1
-                return
-            d = decoded
-        state = stored = None
-        if self._state is not None:
-            cached = self._cache.pop(d.key, None)
-            if cached is None:
-                stored = self._state.get()
-                state = core.load_state(stored)
-            else:
-                state, stored = cached
-        out = core.apply(d, state, msg)
-        if isinstance(out, DeadLetter):
+            out = step(core, msg, self._store, routed_key=ctx.get_current_key())
+        if isinstance(out, Applied):
+            for row in out.rows:
+                counts[FEATURE_ROWS] += 1
+                yield row_tuple(row)
+        elif isinstance(out, DeadLetter):
             counts[DEAD_LETTER_COUNT] += 1
             yield DEAD_LETTERS, dead_row(out)
-            return
-        assert isinstance(out, Applied)
-        if out.encoded is not None:
-            if out.encoded != stored:  # writing the same bytes again changes nothing
-                self._state.set(out.encoded)
-            cache = self._cache
-            if len(cache) >= self.STATE_CACHE_SIZE:
-                del cache[next(iter(cache))]  # the least recently used key
-            cache[d.key] = (out.state, out.encoded)
-        for row in out.rows:
-            counts[FEATURE_ROWS] += 1
-            yield row_tuple(row)
+        else:  # parse= skipped it, or it came too late
+            counts[LATE_ARRIVALS if out is LATE else SKIPPED] += 1
