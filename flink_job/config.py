@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from flink_job._constants import MAX_MESSAGE_BYTES
 from flink_job.errors import ConfigError
 from flink_job.sources import KafkaSource, Secret
 
@@ -147,7 +148,7 @@ class JobOptions:
     checkpoint_dir: str | None = None
     from_savepoint: str | None = None
     allow_non_restored_state: bool = False
-    max_message_bytes: int = 1_048_576
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     transaction_timeout_ms: int = 900_000
     # Thread mode: records per Python call of the batched keyed operator (0: one call per
     # record, PyFlink's KeyedProcessFunction) and how long a record may wait for its batch.
