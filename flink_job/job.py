@@ -58,13 +58,11 @@ from flink_job._wire import (
 from flink_job.config import (
     JobOptions,
     SourceSettings,
-    check_source_names,
     job_identity,
-    resolve_source,
     transactional_id_prefix,
 )
 from flink_job.errors import ConfigError
-from flink_job.loader import collect_resolvers, file_digest, for_environment, import_target
+from flink_job.loader import Loaded, file_digest, load
 from flink_job.streams import Resolver
 
 __all__ = [
@@ -166,41 +164,35 @@ def flink_configuration(options: JobOptions, cluster: bool = False) -> Configura
 
 
 def build_job(
-    target: str,
+    target: str | Loaded,
     options: JobOptions,
     env: StreamExecutionEnvironment | None = None,
     resolvers: list[Resolver[Any, Any]] | None = None,
 ) -> BuiltJob:
-    """Build the job for the resolvers in ``target`` (a .py file or a module name)."""
-    module = import_target(target)
-    resolvers = for_environment(
-        resolvers if resolvers is not None else collect_resolvers(module), options.environment
-    )
-    if not resolvers:
-        raise ConfigError(f"{target} defines no stream resolvers; fix: decorate with @stream")
-    file = getattr(module, "__file__", None)
-    is_file = target.endswith(".py") or Path(target).is_file()
+    """Build the job for the resolvers of ``target``: a .py file or a module name (loaded
+    here, with its sources resolved; ``resolvers`` picks some of them), or what
+    ``launch.prepare_loaded`` already loaded and resolved."""
+    loaded = target if isinstance(target, Loaded) else load(target, options, resolvers)
+    module, resolvers, sources = loaded.module, loaded.resolvers, loaded.sources
+    file = loaded.file
 
     if env is None:
         env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(options))
     env.set_parallelism(options.parallelism)
     env.set_max_parallelism(options.max_parallelism)
     name = job_identity(options.job_name, module.__name__)
-    if is_file and file:
+    if file:
         env.add_python_file(file)
     t_env = StreamTableEnvironment.create(env)
 
-    check_source_names({r.name: r.source for r in resolvers})
-    sources: dict[str, SourceSettings] = {}
     rows: list[Table] = []
     dead: dict[str, list[DataStream]] = {}
     for r in resolvers:
-        settings = resolve_source(r.source, options)
-        sources[r.name] = settings
+        settings = sources[r.name]
         ref = resolver_ref(
             r,
             module.__name__,
-            file if is_file else None,
+            file,
             options.execution_mode,
             settings.max_message_bytes,
             settings.topic,

@@ -17,14 +17,12 @@ from flink_job._rest import FlinkRest, summarize_java_error
 from flink_job.config import (
     JobOptions,
     SourceSettings,
-    check_source_names,
     job_identity,
     project_root,
-    resolve_source,
     run_dir,
 )
 from flink_job.errors import EnvironmentNotReadyError, FlinkJobError
-from flink_job.loader import for_environment, import_target, load_resolvers
+from flink_job.loader import Loaded, import_target, load
 from flink_job.streams import Resolver
 
 __all__ = ["prepare", "run_local", "start_local", "submit"]
@@ -37,23 +35,30 @@ TERMINAL = {"FINISHED", "FAILED", "CANCELED", "ENDED"}
 def prepare(
     target: str, options: JobOptions
 ) -> tuple[list[Resolver[Any, Any]], dict[str, SourceSettings]]:
-    """Load resolvers, resolve their sources, check the brokers and create missing topics."""
-    resolvers = for_environment(load_resolvers(target), options.environment)
-    check_source_names({r.name: r.source for r in resolvers})
-    settings = {r.name: resolve_source(r.source, options) for r in resolvers}
+    """:func:`prepare_loaded`, as (resolvers, their sources)."""
+    loaded = prepare_loaded(target, options)
+    return loaded.resolvers, loaded.sources
+
+
+def prepare_loaded(target: str, options: JobOptions) -> Loaded:
+    """Load the target and resolve its sources (once: hand the result to ``build_job``),
+    check the brokers and create missing topics."""
+    loaded = load(target, options)
+    resolvers, settings = loaded.resolvers, loaded.sources
     by_brokers: dict[str, tuple[SourceSettings, set[str]]] = {}
     for r in resolvers:
         s = settings[r.name]
-        entry = by_brokers.setdefault(s.bootstrap_servers, (s, set()))
-        entry[1].update({s.topic, s.dead_letter_topic})
+        _, topics = by_brokers.setdefault(s.bootstrap_servers, (s, set()))
+        topics.update({s.topic, s.dead_letter_topic})
     first = next(iter(by_brokers))
-    by_brokers[first][1].add(options.sink_topic)
+    _, first_topics = by_brokers[first]
+    first_topics.add(options.sink_topic)
     for brokers, (s, topics) in by_brokers.items():
         check_reachable(brokers)
         src = next(r.source for r in resolvers if settings[r.name] is s)
         conf = client_config(brokers, s.properties, src.sasl_username, src.sasl_password)
         ensure_topics(conf, topics)
-    return resolvers, settings
+    return loaded
 
 
 def explain(cause: str) -> str:
@@ -118,7 +123,7 @@ def start_local(target: str, options: JobOptions) -> LocalJob:
 
     from flink_job.job import build_job, flink_configuration
 
-    resolvers, _ = prepare(target, options)
+    loaded = prepare_loaded(target, options)
     port = _free_port()
     config = flink_configuration(options)
     config.set_string("rest.port", str(port))
@@ -126,7 +131,7 @@ def start_local(target: str, options: JobOptions) -> LocalJob:
     config.set_string("rest.address", "127.0.0.1")
     env = StreamExecutionEnvironment.get_execution_environment(config)
     try:
-        job = build_job(target, options, env=env, resolvers=resolvers)
+        job = build_job(loaded, options, env=env)
         client = job.env.execute_async(job.name)
     except (TableException, Exception) as e:
         if isinstance(e, FlinkJobError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
@@ -11,15 +12,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from flink_job.config import JobOptions, SourceSettings, check_source_names, resolve_source
 from flink_job.errors import ConfigError, EnvironmentNotReadyError, FlinkJobError
 from flink_job.streams import Resolver, runs_in
 
 __all__ = [
+    "Loaded",
     "collect_resolvers",
     "file_digest",
     "for_environment",
     "import_by_content",
     "import_target",
+    "load",
     "load_resolvers",
 ]
 
@@ -157,6 +161,42 @@ def load_resolvers(target: str) -> list[Resolver[Any, Any]]:
             f"{target} defines no stream resolvers; fix: decorate functions with @stream(...)"
         )
     return resolvers
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """A job's target loaded once: its module, the resolvers that run in the job's
+    environment, and each one's source resolved against the configuration. What
+    ``launch.prepare`` checks and ``job.build_job`` compiles, without loading again."""
+
+    target: str
+    module: ModuleType
+    resolvers: list[Resolver[Any, Any]]
+    sources: dict[str, SourceSettings]  # resolver name -> its source
+
+    @property
+    def file(self) -> str | None:
+        """The module's file when the target is a file (it travels with the job), else None."""
+        if not (self.target.endswith(".py") or Path(self.target).is_file()):
+            return None
+        return getattr(self.module, "__file__", None)
+
+
+def load(
+    target: str, options: JobOptions, resolvers: list[Resolver[Any, Any]] | None = None
+) -> Loaded:
+    """Import ``target`` (once), choose its resolvers for ``options.environment`` (or the
+    given ``resolvers`` of it) and resolve their sources; an error if none runs."""
+    module = import_target(target)
+    found = resolvers if resolvers is not None else collect_resolvers(module)
+    chosen = for_environment(found, options.environment)
+    if not chosen:
+        raise ConfigError(
+            f"{target} defines no stream resolvers; fix: decorate functions with @stream(...)"
+        )
+    check_source_names({r.name: r.source for r in chosen})
+    sources = {r.name: resolve_source(r.source, options) for r in chosen}
+    return Loaded(target, module, chosen, sources)
 
 
 def for_environment(
