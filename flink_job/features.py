@@ -22,20 +22,20 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar, overload
+from typing import Annotated, Any, TypedDict, TypeVar, Unpack, overload
 
 from flink_job._types import has_marker
 from flink_job.errors import IgnoredArgumentWarning, ResolverDefinitionError
 
+# The public API (what flink_job re-exports); FeatureSet, FeaturesType and feature_set serve
+# the other modules of flink_job.
 __all__ = [
     "DataFrame",
     "Feature",
     "FeatureTime",
     "Features",
-    "FeaturesType",
     "Primary",
     "feature",
-    "feature_set",
     "features",
 ]
 
@@ -142,19 +142,15 @@ def feature(
 _FEATURE_DEFAULTS = {n: p.default for n, p in inspect.signature(feature).parameters.items()}
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class Feature:
     """A reference to one feature: ``User.unique_ip_count``. ``str()`` gives its full name."""
 
-    __slots__ = ("annotation", "name", "namespace", "owner", "primary")
-
-    def __init__(
-        self, owner: type, namespace: str, name: str, annotation: Any, primary: bool
-    ) -> None:
-        self.owner = owner
-        self.namespace = namespace
-        self.name = name
-        self.annotation = annotation
-        self.primary = primary
+    owner: type
+    namespace: str
+    name: str
+    annotation: Any
+    primary: bool
 
     @property
     def fqn(self) -> str:
@@ -322,7 +318,8 @@ def _check_feature_options(cls: type, name: str, given: dict[str, Any]) -> dict[
     return given
 
 
-# @features arguments with no meaning on Flink (Chalk's stores, caches and ETL).
+# @features arguments with no meaning on Flink (Chalk's stores, caches and ETL), and their
+# defaults (set to anything else, they are warned about).
 _FEATURES_IGNORED = {
     "etl_offline_to_online": False,
     "max_staleness": None,
@@ -347,37 +344,26 @@ def _warn_once(cls: type, where: str, arg: str, value: Any) -> None:
     )
 
 
+class _FeaturesArgs(TypedDict, total=False):
+    """The keyword arguments of ``@features(...)`` (Chalk's)."""
+
+    namespace: str | None
+    owner: str | None
+    tags: Any
+    name: str | None
+    etl_offline_to_online: bool
+    max_staleness: Any
+    singleton: bool
+    online_store_config: Any
+    cache_nulls: Any
+    cache_defaults: Any
+
+
 @overload
 def features(cls: C, /) -> C: ...
 @overload
-def features(
-    *,
-    namespace: str | None = None,
-    owner: str | None = None,
-    tags: Any = None,
-    etl_offline_to_online: bool = False,
-    max_staleness: Any = None,
-    name: str | None = None,
-    singleton: bool = False,
-    online_store_config: Any = None,
-    cache_nulls: Any = True,
-    cache_defaults: Any = True,
-) -> Callable[[C], C]: ...
-def features(
-    cls: C | None = None,
-    /,
-    *,
-    namespace: str | None = None,
-    owner: str | None = None,
-    tags: Any = None,
-    etl_offline_to_online: bool = False,
-    max_staleness: Any = None,
-    name: str | None = None,
-    singleton: bool = False,
-    online_store_config: Any = None,
-    cache_nulls: Any = True,
-    cache_defaults: Any = True,
-) -> C | Callable[[C], C]:
+def features(**args: Unpack[_FeaturesArgs]) -> Callable[[C], C]: ...
+def features(cls: C | None = None, /, **args: Unpack[_FeaturesArgs]) -> C | Callable[[C], C]:
     """Declare a feature class. Usable bare (``@features``) or with Chalk's arguments.
 
     Args:
@@ -388,21 +374,19 @@ def features(
         etl_offline_to_online, max_staleness, singleton, online_store_config, cache_nulls,
             cache_defaults: accepted; no meaning on Flink: ignored with a warning when set.
     """
+    unknown = sorted(set(args) - _FeaturesArgs.__annotations__.keys())
+    if unknown:
+        raise TypeError(f"features() got an unexpected keyword argument {unknown[0]!r}")
+    namespace, name = args.get("namespace"), args.get("name")
     if namespace is not None and name is not None and namespace != name:
         raise ResolverDefinitionError(
             f"@features(namespace={namespace!r}, name={name!r}): both name the namespace; "
             "fix: pass one of them."
         )
-    given = {
-        "etl_offline_to_online": etl_offline_to_online,
-        "max_staleness": max_staleness,
-        "singleton": singleton,
-        "online_store_config": online_store_config,
-        "cache_nulls": cache_nulls,
-        "cache_defaults": cache_defaults,
+    ignored = {
+        k: v for k, v in args.items() if k in _FEATURES_IGNORED and v != _FEATURES_IGNORED[k]
     }
-    ignored = {k: v for k, v in given.items() if v != _FEATURES_IGNORED[k]}
-    options: dict[str, Any] = {k: v for k, v in {"owner": owner, "tags": tags}.items() if v}
+    options: dict[str, Any] = {k: args.get(k) for k in ("owner", "tags") if args.get(k)}
     options.update(ignored)
 
     def make(c: C) -> C:

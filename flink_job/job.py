@@ -461,15 +461,16 @@ def resolver_ref(
     source = file or getattr(loaded, "__file__", None)
     digest = file_digest(Path(source)) if source and Path(source).is_file() else None
     path = json_key_path(r)
+    defaults = json_key_defaults(r) if path else ()
     return ResolverRef(
-        module=module,
-        file=file,
-        name=r.name,
-        max_message_bytes=max_message_bytes,
-        execution_mode=execution_mode,
-        topic=topic,
-        json_key_path=path,
-        json_key_defaults=json_key_defaults(r) if path else (),
+        module,
+        file,
+        r.name,
+        max_message_bytes,
+        execution_mode,
+        topic,
+        path,
+        defaults,
         digest=digest,
     )
 

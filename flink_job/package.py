@@ -94,6 +94,10 @@ if __name__ == "__main__":
 '''
 
 
+def _inside(artifact: Artifact, name: str) -> Path:
+    return artifact.root / name
+
+
 @dataclasses.dataclass(frozen=True)
 class Artifact:
     """A packaged job on disk (see the module docstring for the layout)."""
@@ -101,21 +105,11 @@ class Artifact:
     root: Path
     spec: dict[str, Any]
 
-    @property
-    def main(self) -> Path:
-        return self.root / "main.py"
-
-    @property
-    def lib(self) -> Path:
-        return self.root / "lib"
-
-    @property
-    def requirements(self) -> Path:
-        return self.root / "requirements.txt"
-
-    @property
-    def wheels(self) -> Path:
-        return self.root / "wheels"
+    # Where its parts are (paths inside root).
+    main = property(lambda self: _inside(self, "main.py"))
+    lib = property(lambda self: _inside(self, "lib"))
+    requirements = property(lambda self: _inside(self, "requirements.txt"))
+    wheels = property(lambda self: _inside(self, "wheels"))
 
     @property
     def jars(self) -> list[Path]:

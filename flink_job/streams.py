@@ -249,6 +249,13 @@ def _annotations(fn: Callable[..., Any], rname: str) -> dict[str, Any]:
         ) from None
 
 
+def _signature(
+    fn: Callable[..., Any], rname: str
+) -> tuple[dict[str, Any], list[inspect.Parameter]]:
+    """A function's evaluated annotations and its parameters."""
+    return _annotations(fn, rname), list(inspect.signature(fn).parameters.values())
+
+
 def _is_message_type(tp: Any) -> bool:
     return tp in (str, bytes) or has_fields(tp)
 
@@ -278,8 +285,7 @@ def _analyze(
             f"source= must be a KafkaSource; got {source!r}. "
             'Fix: source=KafkaSource(name="logins").',
         )
-    anns = _annotations(fn, rname)
-    params = list(inspect.signature(fn).parameters.values())
+    anns, params = _signature(fn, rname)
 
     state: StateSpec | None = None
     state_param: inspect.Parameter | None = None
@@ -472,17 +478,21 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
             )
         initial = default
         what = "the default"
+
     # The initial state must fit its own schema (the seed's `unique_ips: Set[str] = 0` does not)
     # and must be storable.
-    try:
-        fields = codec.plain(initial)
-    except Exception as e:
-        raise _err(
+    def cannot_store(e: Exception) -> ResolverDefinitionError:
+        return _err(
             rname,
             p.name,
             f"{where}: {what} cannot be stored ({type(e).__name__}: {e}); fix: "
             f"make every value of {cls.__qualname__} fit its field's declared type.",
-        ) from None
+        )
+
+    try:
+        fields = codec.plain(initial)
+    except Exception as e:
+        raise cannot_store(e) from None
     fix = (
         "fix: give {field} a default of type {type} in the class, or change the field's type."
         if default is _NO_DEFAULT
@@ -498,12 +508,7 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
     try:
         codec.encode(initial)
     except Exception as e:
-        raise _err(
-            rname,
-            p.name,
-            f"{where}: {what} cannot be stored ({type(e).__name__}: {e}); fix: "
-            f"make every value of {cls.__qualname__} fit its field's declared type.",
-        ) from None
+        raise cannot_store(e) from None
     return StateSpec(p.name, cls, default, codec, template)
 
 
@@ -515,8 +520,7 @@ def _check_parse(rname: str, parse: Callable[[Any], Any], mtype: type) -> type:
             f"parse= must be a function; got {parse!r}; "
             "fix: pass a function `(bytes | Model) -> Model | None`.",
         )
-    anns = _annotations(parse, rname)
-    params = list(inspect.signature(parse).parameters.values())
+    anns, params = _signature(parse, rname)
     if len(params) != 1:
         raise _err(
             rname,
