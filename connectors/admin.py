@@ -6,8 +6,8 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flink_job.errors import EnvironmentNotReadyError
-from flink_job.sources import Secret
+from connectors.errors import EnvironmentNotReadyError
+from connectors.secret import Secret
 
 __all__ = ["check_reachable", "client_config", "ensure_topics"]
 

@@ -59,6 +59,7 @@ from flink_job.config import (
     JobOptions,
     SourceSettings,
     check_source_names,
+    home,
     job_identity,
     resolve_source,
     transactional_id_prefix,
@@ -175,7 +176,7 @@ def flink_configuration(options: JobOptions, cluster: bool = False) -> Configura
         # Thread mode embeds libpython in the JVM; it does not read the venv's pyvenv.cfg, so
         # the venv's site-packages must be put on its path explicitly.
         config.set_string("python.pythonpath", os.pathsep.join(_site_packages()))
-        config.set_string("pipeline.jars", ";".join(j.as_uri() for j in jars.job_jars()))
+        config.set_string("pipeline.jars", ";".join(j.as_uri() for j in jars.job_jars(home())))
     elif options.python_executable:
         config.set_string("python.executable", options.python_executable)
     config.set_string("execution.checkpointing.interval", f"{options.checkpoint_interval_ms} ms")
@@ -464,7 +465,7 @@ def batching(options: JobOptions) -> Batching | None:
 def _batched_resolve(keyed: KeyedStream, ref: ResolverRef, batch: Batching) -> DataStream:
     from pyflink.util.java_utils import add_jars_to_context_class_loader, get_j_env_configuration
 
-    add_jars_to_context_class_loader([jars.operators_jar().as_uri()])
+    add_jars_to_context_class_loader([jars.operators_jar(home()).as_uri()])
     jvm = get_gateway().jvm
     j_stream = keyed._j_data_stream
     config = jvm.org.apache.flink.configuration.Configuration(

@@ -17,6 +17,7 @@ from flink_job.config import (
     JobOptions,
     SourceSettings,
     check_source_names,
+    home,
     job_identity,
     project_root,
     resolve_source,
@@ -254,7 +255,7 @@ def _submit_artifact(
     # The jars where they live here, not the temporary artifact's copies: they are also loaded
     # into this process's classloader, which outlives the submission (a later submit in the
     # same process would look for a deleted file).
-    jars = job_jars()
+    jars = job_jars(home())
     env = _remote_env(jobmanager, config, jars, options)
     attach(env, artifact, jars=False)
     env.add_jars(*(j.as_uri() for j in jars))

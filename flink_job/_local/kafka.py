@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.jars import kafka_broker_classpath
-from flink_job.config import project_root, run_dir
+from flink_job.config import home, project_root, run_dir
 from flink_job.errors import EnvironmentNotReadyError
 
 __all__ = ["bootstrap_servers", "is_running", "start", "stop"]
@@ -195,7 +195,7 @@ def _java() -> str:
 
 
 def _jvm(run: Path) -> list[str]:
-    classpath = os.pathsep.join(str(p) for p in kafka_broker_classpath())
+    classpath = os.pathsep.join(str(p) for p in kafka_broker_classpath(home()))
     return [
         _java(),
         *_JVM_OPTS,

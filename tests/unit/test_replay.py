@@ -7,7 +7,10 @@ import pytest
 from pydantic import BaseModel
 
 from flink_job import KafkaSource, State
-from flink_job._core import (
+from flink_job._core import canonical_key
+from flink_job.features import Features, Primary, features
+from flink_job.streams import stream
+from flink_job.testing import (
     DLQ_ERROR_CLASS,
     DLQ_ERROR_MESSAGE,
     DLQ_RESOLVER,
@@ -15,11 +18,8 @@ from flink_job._core import (
     DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC,
     RawMessage,
-    canonical_key,
+    replay,
 )
-from flink_job.features import Features, Primary, features
-from flink_job.streams import stream
-from flink_job.testing import replay
 
 SOURCE = KafkaSource(name="logins")
 
