@@ -272,10 +272,10 @@ def build_job(
         stream = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
         outputs.append((topic, t_env.from_data_stream(stream)))
     for topic, output in outputs:
-        name = f"sink_{_ident(topic)}"
+        table = f"sink_{_ident(topic)}"  # not `name`: that is the job's (transactional ids too)
         t_env.execute_sql(
             sink_table_ddl(
-                name,
+                table,
                 topic,
                 brokers,
                 first_props,
@@ -285,7 +285,7 @@ def build_job(
                 timestamp=topic == options.sink_topic,
             ).sql
         )
-        statements.add_insert(name, output)
+        statements.add_insert(table, output)
     statements.attach_as_datastream()
     _set_sink_uids(env, {f"sink_{_ident(t)}": uid("sink", t) for t in sink_topics})
     return BuiltJob(env, t_env, options, resolvers, sources, sink_topics, name)
