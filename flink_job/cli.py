@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from flink_job._rest import LOCAL_JOBMANAGER
 from flink_job.errors import FlinkJobError
 
 __all__ = ["main"]
@@ -179,9 +180,9 @@ def _cmd_package(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from flink_job._local.cluster import stop_with_savepoint
+    from flink_job._rest import FlinkRest
 
-    print(stop_with_savepoint(args.job_id, args.savepoint_dir, args.jobmanager))
+    print(FlinkRest(args.jobmanager).stop_with_savepoint(args.job_id, args.savepoint_dir))
     return 0
 
 
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", help="submit resolvers to a Flink cluster; prints the job id")
     _add_job_flags(p)
-    p.add_argument("--jobmanager", default="localhost:8081", metavar="HOST:PORT")
+    p.add_argument("--jobmanager", default=LOCAL_JOBMANAGER, metavar="HOST:PORT")
     p.set_defaults(func=_cmd_submit)
 
     p = sub.add_parser(
@@ -250,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stop", help="stop a job with a savepoint; prints the savepoint path")
     p.add_argument("job_id")
     p.add_argument("--savepoint-dir", required=True)
-    p.add_argument("--jobmanager", default="localhost:8081", metavar="HOST:PORT")
+    p.add_argument("--jobmanager", default=LOCAL_JOBMANAGER, metavar="HOST:PORT")
     p.set_defaults(func=_cmd_stop)
 
     p = sub.add_parser("resolvers", help="list resolvers: source, keys, state, output")
