@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from flink_job._rest import FlinkRest
+from flink_job._rest import LOCAL_JOBMANAGER, FlinkRest
 
 ROOT = Path(__file__).resolve().parents[2]
-REST = FlinkRest("localhost:8081")
+REST = FlinkRest(LOCAL_JOBMANAGER)
 
 
 def cli(*args: str, conf: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
