@@ -29,16 +29,15 @@ import json
 import struct
 from typing import Any
 
-from flink_job._core import LATE, Applied, DeadLetter, RawMessage, ResolverCore, step
+from flink_job._core import LATE, Applied, DeadLetter, ResolverCore, step
+from flink_job._wire import message, wire_timestamp
 
 __all__ = ["BatchStep"]
 
 _I32 = struct.Struct(">i")
 _HEAD = struct.Struct(">ii")
 _RECORD = struct.Struct(">iiiqq")
-_NO_TIMESTAMP = -1  # flink_job._runtime.NO_TIMESTAMP: the record had none
 _ANSWER = struct.Struct(">iiiii")
-_ABSENT_KEY, _ABSENT_VALUE, _ABSENT_HEADERS = 1, 2, 4  # flink_job._runtime.ABSENT_*
 
 
 class _BatchStore:
@@ -144,28 +143,22 @@ class BatchStep:
             pos += 4
             headers: list[tuple[str, bytes]] = []
             for _ in range(n_headers):
-                name, pos = _str(buf, pos)
+                hname, pos = _str(buf, pos)
                 hv, pos = _bytes(view, pos)
-                headers.append((name, hv if hv is not None else b""))
-            msg = RawMessage(
-                value=None if absent & _ABSENT_VALUE else value,
-                key=None if absent & _ABSENT_KEY else rkey,
-                topic=topic,
-                partition=partition,
-                offset=offset,
-                timestamp=None if timestamp == _NO_TIMESTAMP else timestamp,
-                headers=() if absent & _ABSENT_HEADERS else tuple(headers),
-            )
-            handed = (
-                None
-                if handoff is None
-                else handoff.take(name, (rkey, value, partition, offset, None, absent))
-            )
-            out = step(core, msg, store, routed_key=keys[k], decoded=handed and handed[0])
+                headers.append((hname, hv if hv is not None else b""))
+            msg = message(topic, partition, offset, absent, rkey, value, timestamp, headers)
+            decoded = None
+            if handoff is not None:
+                handed = handoff.take_at(name, partition, offset, msg.key, msg.value)
+                if handed is not None:
+                    decoded, _ = handed
+            out = step(core, msg, store, routed_key=keys[k], decoded=decoded)
             if isinstance(out, Applied):
                 for row in _rows(out):
                     ts = getattr(row, "timestamp", None)
-                    rows.append(i32(i) + _frame(row.key) + _frame(row.value) + _I64(_ts(ts)))
+                    rows.append(
+                        i32(i) + _frame(row.key) + _frame(row.value) + _I64(wire_timestamp(ts))
+                    )
             elif isinstance(out, DeadLetter):
                 dead.append(i32(i) + _dead_letter(out))
             elif out is LATE:  # older than the source's late_arrival_deadline
@@ -189,10 +182,6 @@ class BatchStep:
 
 
 _I64 = struct.Struct(">q").pack
-
-
-def _ts(ts: int | None) -> int:
-    return _NO_TIMESTAMP if ts is None else ts
 
 
 def _rows(out: Applied) -> list[Any]:

@@ -22,7 +22,6 @@ from typing import Any, Protocol
 import pydantic
 import pydantic_core
 
-from flink_job.errors import StateSchemaError
 from flink_job.features import feature_set
 from flink_job.streams import Resolver
 
@@ -381,15 +380,9 @@ class ResolverCore:
         return Applied(rows, state, encoded)
 
     def process(self, msg: RawMessage, stored: bytes | None) -> Applied | DeadLetter | Skip:
-        """``decode`` then ``apply`` with the key's stored bytes: the whole per-message step."""
-        d = self.decode(msg)
-        if not isinstance(d, Decoded):
-            return d
-        try:
-            state = self.load_state(stored) if self._state is not None else None
-        except StateSchemaError:
-            raise  # the savepoint does not fit the code: stop loudly, never drop state
-        return self.apply(d, state, msg)
+        """:func:`step` for one message whose key has the ``stored`` bytes (None: no state
+        yet); the new state is in the returned ``Applied.encoded``, nothing is kept."""
+        return step(self, msg, _Stored(self, stored))
 
     def _row(self, result: Any, d: Decoded, timestamp: int | None) -> FeatureRow:
         fs = feature_set(type(result))
@@ -521,6 +514,25 @@ class StateStore(Protocol):
     def save(self, key: str, state: Any, encoded: bytes) -> None: ...
 
     def discard(self, key: str) -> None: ...
+
+
+class _Stored:
+    """The state store of :meth:`ResolverCore.process`: one key's stored bytes, read-only."""
+
+    __slots__ = ("_core", "_stored")
+
+    def __init__(self, core: ResolverCore, stored: bytes | None) -> None:
+        self._core = core
+        self._stored = stored
+
+    def load(self, key: str) -> Any:
+        return self._core.load_state(self._stored)
+
+    def save(self, key: str, state: Any, encoded: bytes) -> None:
+        pass  # the caller stores Applied.encoded
+
+    def discard(self, key: str) -> None:
+        pass
 
 
 def step(

@@ -14,16 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from pyflink.common import Row
-from pyflink.common.typeinfo import Types
 from pyflink.datastream import (
     KeyedProcessFunction,
     KeySelector,
     MapFunction,
-    OutputTag,
     RuntimeContext,
 )
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
+from flink_job._constants import COUNTERS
 from flink_job._core import (
     LATE,
     Applied,
@@ -32,45 +31,27 @@ from flink_job._core import (
     RawMessage,
     ResolverCore,
     state_key,
+    step,
+)
+from flink_job._wire import (
+    ABSENT_KEY,
+    ABSENT_VALUE,
+    BYTES,
+    DEAD_LETTERS,
+    MSG_ABSENT,
+    MSG_KEY,
+    MSG_OFFSET,
+    MSG_PARTITION,
+    MSG_VALUE,
+    UNKEYABLE,
+    dead_row,
+    raw_message,
+    record_key,
+    row_tuple,
 )
 from flink_job.loader import collect_resolvers, import_by_content, import_target
 from flink_job.streams import Resolver
 
-# Messages that cannot be keyed all go to this key; the keyed operator dead-letters them
-# (re-decoding fails the same way) without ever touching this key's state.
-UNKEYABLE = "\x00flink-job:unkeyable"
-
-BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-# What the Python operators get per Kafka record (built by flink_job.job.MSG_SQL): (key,
-# value, partition, offset, headers, absent, timestamp), at the MSG_* indexes below. The topic
-# is the source's (in ResolverRef): every field crossing into Python costs time. A Tuple, not
-# a Row: PyFlink builds a Python Row object (and a RowKind) per Row crossing, a plain tuple for
-# a Tuple. Tuple fields cannot be null, so a missing key, value or headers map arrives as a
-# placeholder with its ABSENT_* bit set in `absent`; a missing timestamp is NO_TIMESTAMP.
-MSG_FIELDS = ("key", "value", "partition", "offset", "headers", "absent", "timestamp")
-MSG_KEY, MSG_VALUE, MSG_PARTITION, MSG_OFFSET, MSG_HEADERS, MSG_ABSENT, MSG_TIMESTAMP = range(7)
-MSG_TYPE = Types.TUPLE(
-    [
-        BYTES,
-        BYTES,
-        Types.INT(),
-        Types.LONG(),
-        Types.MAP(Types.STRING(), BYTES),
-        Types.INT(),
-        Types.LONG(),
-    ]
-)
-ABSENT_KEY, ABSENT_VALUE, ABSENT_HEADERS = 1, 2, 4
-NO_TIMESTAMP = -1
-# Feature rows: (record key, record value, record timestamp in epoch ms), a Tuple too; no key
-# is b"" (feature-row keys are JSON, never empty), no timestamp is NO_TIMESTAMP (the broker
-# sets it). The job adds the constant `resolver` header on the JVM.
-ROW_FIELDS = ("key", "value", "timestamp")
-ROW_KEY, ROW_VALUE, ROW_TIMESTAMP = range(3)
-ROW_TYPE = Types.TUPLE([BYTES, BYTES, Types.LONG()])
-# Dead letters: record key, record value, headers.
-DEAD_TYPE = Types.ROW_NAMED(["k", "v", "headers"], [BYTES, BYTES, Types.MAP(Types.STRING(), BYTES)])
-DEAD_LETTERS = OutputTag("dead-letters", DEAD_TYPE)
 STATE_DESCRIPTOR_NAME = "state"
 
 
@@ -161,28 +142,6 @@ class ResolverRef:
         return ResolverCore(self.load(), self.max_message_bytes)
 
 
-def raw_message(msg: tuple[Any, ...], topic: str) -> RawMessage:
-    """A message tuple (see MSG_TYPE) of ``topic`` as a RawMessage."""
-    key, value, partition, offset, headers, absent, timestamp = msg
-    return RawMessage(
-        value=None if absent & ABSENT_VALUE else value,
-        key=None if absent & ABSENT_KEY else key,
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        timestamp=None if timestamp == NO_TIMESTAMP else timestamp,
-        headers=() if absent & ABSENT_HEADERS else tuple(headers.items()),
-    )
-
-
-def _dead_row(d: DeadLetter) -> Row:
-    # Bounded (DeadLetter.record): a dead letter the producer or broker refuses would fail the
-    # task, and the message would be read and refused again after every restart.
-    key, value, headers = d.record()
-    # Kafka headers are a list; the table connector takes a map (one value per name).
-    return Row(key, value, dict(headers))
-
-
 class _Handoff:
     """Decoded messages passed from the key selector to the keyed operator of one job.
 
@@ -226,24 +185,37 @@ class _Handoff:
             key = (resolver, msg.partition, msg.offset)
             old = items.pop(key, None)
             if old is not None:
-                self._bytes -= old[2]
+                *_, old_size = old
+                self._bytes -= old_size
             while items and (self._bytes + size > self.max_bytes or len(items) >= self.MAX_ENTRIES):
-                self._bytes -= items.pop(next(iter(items)))[2]  # the oldest entry
+                *_, oldest_size = items.pop(next(iter(items)))  # the oldest entry
+                self._bytes -= oldest_size
             items[key] = (d, msg, size)
             self._bytes += size
 
     def take(self, resolver: str, value: tuple[Any, ...]) -> tuple[Decoded, RawMessage] | None:
-        """The entry for message tuple ``value`` (see MSG_TYPE) if it is that message."""
+        """The entry for message tuple ``value`` (see flink_job._wire) if it is that message."""
+        absent = value[MSG_ABSENT]
+        return self.take_at(
+            resolver,
+            value[MSG_PARTITION],
+            value[MSG_OFFSET],
+            None if absent & ABSENT_KEY else value[MSG_KEY],
+            None if absent & ABSENT_VALUE else value[MSG_VALUE],
+        )
+
+    def take_at(
+        self, resolver: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> tuple[Decoded, RawMessage] | None:
+        """The entry for the record at ``partition``/``offset`` if it has exactly this record
+        ``key`` and ``value`` (None: absent)."""
         with self._lock:
-            entry = self._items.pop((resolver, value[MSG_PARTITION], value[MSG_OFFSET]), None)
+            entry = self._items.pop((resolver, partition, offset), None)
             if entry is None:
                 return None
-            self._bytes -= entry[2]
-        d, msg, _ = entry
-        absent = value[MSG_ABSENT]
-        if msg.value != (None if absent & ABSENT_VALUE else value[MSG_VALUE]) or msg.key != (
-            None if absent & ABSENT_KEY else value[MSG_KEY]
-        ):
+            d, msg, size = entry
+            self._bytes -= size
+        if msg.value != value or msg.key != key:
             return None  # another message at this position (another job's, or rewritten)
         return d, msg
 
@@ -333,8 +305,8 @@ class KeyOf(KeySelector, _PythonKeyed):
 
     def get_key(self, value: tuple[Any, ...]) -> str:
         if not self._needs_parse:
-            k = value[MSG_KEY]
-            if value[MSG_ABSENT] & ABSENT_KEY:
+            k = record_key(value)
+            if k is None:
                 return UNKEYABLE
             try:
                 return state_key(k.decode("utf-8"))
@@ -365,10 +337,17 @@ class FallbackKey(MapFunction, _PythonKeyed):
         return Row(python_key(self._core, self.ref, value, self._handoff), value)
 
 
+# Where each counter of COUNTERS is in _Counters.counts.
+EVENTS_IN, FEATURE_ROWS, DEAD_LETTER_COUNT, SKIPPED, LATE_ARRIVALS = (
+    COUNTERS.index(name)
+    for name in ("eventsIn", "featureRows", "deadLetters", "skipped", "lateArrivals")
+)
+
+
 class _Counters:
     """Job metrics, flushed to Flink at most every 0.5 s (each inc() is a call into Java)."""
 
-    FIELDS = ("eventsIn", "featureRows", "deadLetters", "skipped", "lateArrivals")
+    FIELDS = COUNTERS
 
     def __init__(self, runtime_context: RuntimeContext) -> None:
         group = runtime_context.get_metrics_group()
@@ -389,30 +368,62 @@ class _Counters:
                     counts[i] = 0
 
 
-class Resolve(KeyedProcessFunction):
-    """The keyed operator: the key's state holds the encoded state envelope (bytes).
+class _FlinkStore:
+    """The per-record operator's state store (:class:`flink_job._core.StateStore`): the current
+    key's Flink state (a :class:`StateCell`), with decoded state objects cached per key.
 
-    Decoded state objects are cached per key (bounded), with the bytes last stored: only this
-    operator instance writes its keys' state, so a cached object always equals what was last
-    stored; the cache starts empty after every (re)start or restore. A failed message evicts
-    its key, since the resolver may have half-mutated the object. State whose encoding did
-    not change is not written again.
+    Only this operator instance writes its keys' state, so a cached object always equals what
+    was last stored; the cache starts empty after every (re)start or restore. ``load`` takes a
+    key's object out of the cache (a failed message so leaves it out: the resolver may have
+    half-mutated it); ``save`` puts it back, and writes the state only when its encoding
+    changed (writing the same bytes again changes nothing).
     """
 
-    STATE_CACHE_SIZE = 10_000
+    SIZE = 10_000
+
+    def __init__(self, core: ResolverCore, cell: StateCell) -> None:
+        self._core = core
+        self._cell = cell
+        self._cache: dict[str, tuple[Any, bytes | None]] = {}
+        self._stored: bytes | None = None  # what the key being processed had stored
+
+    def load(self, key: str) -> Any:
+        cached = self._cache.pop(key, None)
+        if cached is None:
+            self._stored = stored = self._cell.get()
+            return self._core.load_state(stored)
+        state, self._stored = cached
+        return state
+
+    def save(self, key: str, state: Any, encoded: bytes) -> None:
+        if encoded != self._stored:
+            self._cell.set(encoded)
+        cache = self._cache
+        if len(cache) >= self.SIZE:
+            del cache[next(iter(cache))]  # the least recently used key
+        cache[key] = (state, encoded)
+
+    def discard(self, key: str) -> None:
+        pass  # load already took the key's object out of the cache
+
+
+class Resolve(KeyedProcessFunction):
+    """The keyed operator: every message goes through :func:`flink_job._core.step` - the very
+    step ``replay`` runs - with the key's Flink state as its store (:class:`_FlinkStore`)."""
 
     def __init__(self, ref: ResolverRef) -> None:
         self.ref = ref
         self._core: ResolverCore | None = None
-        self._state: Any = None
-        self._cache: dict[str, tuple[Any, bytes | None]] = {}
+        self._store: _FlinkStore | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._core = self.ref.core()
+        self._store = None
         if self._core.stateful:
-            self._state = StateCell(runtime_context, self.ref.execution_mode)
+            self._store = _FlinkStore(
+                self._core, StateCell(runtime_context, self.ref.execution_mode)
+            )
         self._counters = _Counters(runtime_context)
-        self._cache = {}
         # Messages keyed in Python (the key selector, or JVM keying's fallback) may have been
         # handed off; those keyed by the Kafka record key never are.
         self._handoff = None
@@ -431,48 +442,25 @@ class Resolve(KeyedProcessFunction):
         core = self._core
         assert core is not None
         counts = self._counters.counts
-        counts[0] += 1
+        counts[EVENTS_IN] += 1
         self._counters.maybe_flush()
         handoff = self._handoff
         handed = None if handoff is None else handoff.take(self.ref.name, value)
         if handed is not None:
-            # The very decoded message the key was computed from: routed by d.key.
+            # The very decoded message the key was computed from: routed by its key.
             d, msg = handed
+            out = step(core, msg, self._store, decoded=d)
         else:
             # Decode again and check the key it was routed by, on every path: a message is
             # never applied to another key's state.
             msg = raw_message(value, self.ref.topic)
-            decoded = core.decode_routed(msg, ctx.get_current_key())
-            if isinstance(decoded, DeadLetter):
-                counts[2] += 1
-                yield DEAD_LETTERS, _dead_row(decoded)
-                return
-            if not isinstance(decoded, Decoded):  # parse= skipped it, or it came too late
-                counts[4 if decoded is LATE else 3] += 1
-                return
-            d = decoded
-        state = stored = None
-        if self._state is not None:
-            cached = self._cache.pop(d.key, None)
-            if cached is None:
-                stored = self._state.get()
-                state = core.load_state(stored)
-            else:
-                state, stored = cached
-        out = core.apply(d, state, msg)
-        if isinstance(out, DeadLetter):
-            counts[2] += 1
-            yield DEAD_LETTERS, _dead_row(out)
-            return
-        assert isinstance(out, Applied)
-        if out.encoded is not None:
-            if out.encoded != stored:  # writing the same bytes again changes nothing
-                self._state.set(out.encoded)
-            cache = self._cache
-            if len(cache) >= self.STATE_CACHE_SIZE:
-                del cache[next(iter(cache))]  # the least recently used key
-            cache[d.key] = (out.state, out.encoded)
-        for row in out.rows:
-            counts[1] += 1
-            ts = NO_TIMESTAMP if row.timestamp is None else row.timestamp
-            yield row.key or b"", row.value, ts
+            out = step(core, msg, self._store, routed_key=ctx.get_current_key())
+        if isinstance(out, Applied):
+            for row in out.rows:
+                counts[FEATURE_ROWS] += 1
+                yield row_tuple(row)
+        elif isinstance(out, DeadLetter):
+            counts[DEAD_LETTER_COUNT] += 1
+            yield DEAD_LETTERS, dead_row(out)
+        else:  # parse= skipped it, or it came too late
+            counts[LATE_ARRIVALS if out is LATE else SKIPPED] += 1

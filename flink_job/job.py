@@ -39,21 +39,21 @@ from connectors.kafka_tables import sink_table_ddl, source_table_ddl
 from flink_job._core import DEFAULT_MAX_MESSAGE_BYTES as MAX_BYTES_DEFAULT
 from flink_job._core import ESCAPE
 from flink_job._keying import CLEAN_JSON_REGEX, json_key_defaults, json_key_path
-from flink_job._runtime import (
-    ABSENT_HEADERS,
-    ABSENT_KEY,
-    ABSENT_VALUE,
+from flink_job._runtime import FallbackKey, KeyOf, Resolve, ResolverRef
+from flink_job._wire import (
     BYTES,
     DEAD_LETTERS,
     DEAD_TYPE,
+    HEADERS_TYPE,
+    KEY_TYPE,
+    MSG_SQL,
     MSG_TYPE,
-    NO_TIMESTAMP,
+    ROW_FIELDS,
+    ROW_SQL,
     ROW_TYPE,
+    TS_MS_SQL,
     UNKEYABLE,
-    FallbackKey,
-    KeyOf,
-    Resolve,
-    ResolverRef,
+    msg_sql,
 )
 from flink_job.config import (
     JobOptions,
@@ -78,41 +78,6 @@ __all__ = [
     "resolver_stream",
     "uid",
 ]
-
-KEY_TYPE = Types.STRING()
-
-
-# The message tuple (flink_job._runtime.MSG_TYPE, fields in MSG_FIELDS order) from a Kafka
-# table's columns. Tuple fields cannot be null: a null key or value, or no headers, is a
-# placeholder with its bit set in `absent` (SQL has no empty-map literal; Kafka tables give an
-# empty map, never NULL); no record timestamp is NO_TIMESTAMP.
-# TIMESTAMP_LTZ has no cast to a number: epoch ms = whole minutes since the epoch (an INT, good
-# to year 6000) + the seconds and milliseconds within the minute.
-TS_MS_SQL = (
-    "CAST(TIMESTAMPDIFF(MINUTE, TO_TIMESTAMP_LTZ(0, 3), ts) AS BIGINT) * 60000 "
-    "+ EXTRACT(SECOND FROM ts) * 1000 + EXTRACT(MILLISECOND FROM ts)"
-)
-
-
-def msg_sql(ts_ms: str = TS_MS_SQL) -> str:
-    """MSG_SQL over columns whose record timestamp (epoch ms) is the expression ``ts_ms``."""
-    return (
-        "COALESCE(k, X''), COALESCE(v, X''), COALESCE(`partition`, -1), COALESCE(`offset`, -1), "
-        "COALESCE(headers, CAST(MAP['', X''] AS MAP<STRING, BYTES>)), "
-        f"CASE WHEN k IS NULL THEN {ABSENT_KEY} ELSE 0 END "
-        f"+ CASE WHEN v IS NULL THEN {ABSENT_VALUE} ELSE 0 END "
-        f"+ CASE WHEN CARDINALITY(headers) > 0 THEN 0 ELSE {ABSENT_HEADERS} END, "
-        f"COALESCE({ts_ms}, {NO_TIMESTAMP})"
-    )
-
-
-MSG_SQL = msg_sql()
-# A feature row (ROW_TYPE: f0 key, f1 value, f2 timestamp ms) as the sink table's columns: an
-# empty key is "no key", NO_TIMESTAMP lets the producer stamp the record.
-ROW_SQL = (
-    "NULLIF(f0, X'') AS k, f1 AS v, "
-    f"CASE WHEN f2 <> {NO_TIMESTAMP} THEN TO_TIMESTAMP_LTZ(f2, 3) END AS ts"
-)
 
 
 def consumer_ids(settings: SourceSettings, job_name: str, resolver: str) -> tuple[str, str | None]:
@@ -353,14 +318,7 @@ def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRe
         f"AS doc FROM {table})"
     )
     raw = ["k", "v", "partition", "offset", "headers", "ts_ms"]
-    raw_types = [
-        BYTES,
-        BYTES,
-        Types.INT(),
-        Types.LONG(),
-        Types.MAP(Types.STRING(), BYTES),
-        Types.LONG(),
-    ]
+    raw_types = [BYTES, BYTES, Types.INT(), Types.LONG(), HEADERS_TYPE, Types.LONG()]
     _materialize(
         t_env,
         stage1,
@@ -479,7 +437,7 @@ def _batched_resolve(keyed: KeyedStream, ref: ResolverRef, batch: Batching) -> D
         DEAD_TYPE.get_java_type_info(),
         batch.size,
         batch.time_ms,
-        len(ROW_TYPE.get_field_types()),
+        len(ROW_FIELDS),
     )
     out = DataStream(
         j_stream.transform(f"resolve {ref.name}", ROW_TYPE.get_java_type_info(), operator)

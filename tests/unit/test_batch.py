@@ -208,8 +208,8 @@ class _Handoff:
     def __init__(self, items):
         self.items = items
 
-    def take(self, resolver, value):  # flink_job._runtime._Handoff.take's signature
-        return self.items.pop((resolver, value[2], value[3]), None)
+    def take_at(self, resolver, partition, offset, key, value):  # as flink_job._runtime._Handoff
+        return self.items.pop((resolver, partition, offset), None)
 
 
 def test_events_handed_off_by_the_python_key_selector_are_used_and_their_key_rechecked():

@@ -59,7 +59,7 @@ def msg(value: bytes, offset: int = 0, key: bytes | None = None) -> RawMessage:
 
 
 def as_tuple(m: RawMessage) -> tuple:
-    """The message tuple the operators get (flink_job._runtime.MSG_TYPE)."""
+    """The message tuple the operators get (flink_job._wire.MSG_TYPE)."""
     absent = (1 if m.key is None else 0) | (2 if m.value is None else 0) | 4
     return (m.key or b"", m.value or b"", m.partition, m.offset, {"": b""}, absent, -1)
 

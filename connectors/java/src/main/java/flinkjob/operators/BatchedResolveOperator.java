@@ -52,7 +52,7 @@ import java.util.Map;
  * between the three.
  *
  * <p>Input: {@code Row(stateKey: String, message: Tuple)} keyed by {@code Row(stateKey)}; the
- * message tuple is {@code flink_job._runtime.MSG_TYPE} (key, value, partition, offset, headers,
+ * message tuple is {@code flink_job._wire.MSG_TYPE} (key, value, partition, offset, headers,
  * absent bits). Only bytes cross into Python: strings (the state key, header names) are encoded
  * on the JVM with {@link #wtf8}, which keeps even a lone surrogate exact (Python decodes with
  * {@code surrogatepass}), so nothing the JVM holds can fail or change in the crossing.
@@ -79,7 +79,7 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
     /** The Python object holding this operator's BatchStep in the interpreter. */
     private static final String PY_OBJECT = "flink_job_batch_step";
 
-    // Fields of the message tuple (flink_job._runtime.MSG_TYPE).
+    // Fields of the message tuple (flink_job._wire.MSG_TYPE).
     private static final int MSG_KEY = 0;
     private static final int MSG_VALUE = 1;
     private static final int MSG_PARTITION = 2;
