@@ -21,17 +21,13 @@ from pyflink.fn_execution.stream_slow import InputStream, OutputStream
 
 from flink_job import KafkaSource, State
 from flink_job._core import Decoded, ResolverCore
-from flink_job._runtime import (
+from flink_job._runtime import HANDOFFS, Resolve, ResolverRef, StateCell, _Handoff
+from flink_job._wire import (
     ABSENT_HEADERS,
     ABSENT_KEY,
     DEAD_LETTERS,
-    HANDOFFS,
     MSG_FIELDS,
     NO_TIMESTAMP,
-    Resolve,
-    ResolverRef,
-    StateCell,
-    _Handoff,
     raw_message,
 )
 from flink_job.features import Features, features
@@ -342,7 +338,7 @@ def test_the_cache_starts_empty_after_a_restart():
 def test_the_cache_is_bounded_and_drops_the_least_recently_used_key():
     state = KeyedListState(["u0"])
     op = Operator(state)
-    op.fn.STATE_CACHE_SIZE = 2  # type: ignore[misc]  # the bound, made small
+    op.fn._store.SIZE = 2  # the bound of the operator's state store, made small
     for offset, user in enumerate(["u0", "u1", "u0", "u2"]):
         op.send(user, f"10.0.0.{offset}", offset)
     assert state.reads == ["u0", "u1", "u2"]  # u0 stayed cached: it was used last
