@@ -58,6 +58,14 @@ def test_connectors_never_import_flink_job():
     assert {p: m for p, m in offenders.items() if m} == {}
 
 
+def test_flink_job_reaches_kafka_only_through_connectors():
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(m for m in _imported(p) if m.startswith("confluent_kafka"))
+        for p in _modules(PACKAGE)
+    }
+    assert {p: m for p, m in offenders.items() if m} == {}
+
+
 def test_the_scan_sees_imports_inside_functions(tmp_path):
     """The check above would pass vacuously if it missed the old dodge (an import inside a
     function to break a cycle)."""
