@@ -22,10 +22,10 @@ from typing import Any, Protocol
 import pydantic
 import pydantic_core
 
+from flink_job._constants import MAX_MESSAGE_BYTES
 from flink_job.features import feature_set
 from flink_job.streams import Resolver
 
-DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 # A feature row stamped later than this ahead of the broker's clock is refused by it (Kafka's
 # log.message.timestamp.after.max.ms, 1 h by default), which would fail the sink and restart
 # the job: such a message is a dead letter instead, as is one stamped before 1970.
@@ -210,7 +210,7 @@ class ResolverCore:
         self.resolver = resolver
         self.name = resolver.name
         self.max_message_bytes = (
-            max_message_bytes or resolver.source.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
+            max_message_bytes or resolver.source.max_message_bytes or MAX_MESSAGE_BYTES
         )
         self._validate = _validator(resolver.parse_input or resolver.message_type)
         self._parse = resolver.parse

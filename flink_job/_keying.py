@@ -13,13 +13,10 @@ This module decides which case a resolver is in. It is pure Python (no pyflink).
 from __future__ import annotations
 
 import re
-import types
-import typing
 from typing import Any
 
-import pydantic
-
 from flink_job._core import state_key
+from flink_job._types import is_model, without_none
 from flink_job.streams import Resolver
 
 __all__ = ["CLEAN_JSON_REGEX", "json_key_defaults", "json_key_path"]
@@ -57,7 +54,7 @@ def json_key_path(resolver: Resolver[Any, Any]) -> str | None:
             return None
         if not field.is_required() and _absent_key(field.default, path[i + 1 :]) is _NOT_STR:
             return None
-        inner = _without_none(field.annotation)
+        inner = without_none(field.annotation)
         if i == len(path) - 1:
             if inner is not str:
                 return None
@@ -102,7 +99,7 @@ def json_key_defaults(resolver: Resolver[Any, Any]) -> tuple[tuple[str, str | No
         key = None if field.is_required() else _absent_key(field.default, path[i + 1 :])
         prefix = "$." + ".".join(path[: i + 1])
         out.append((prefix, state_key(key) if isinstance(key, str) else None))
-        model = _without_none(field.annotation)
+        model = without_none(field.annotation)
     return tuple(out)
 
 
@@ -119,21 +116,10 @@ def _absent_key(default: Any, rest: tuple[str, ...] | list[str]) -> Any:
 
 
 def _plain_model(model: Any) -> bool:
-    if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
+    if not is_model(model):
         return False
     config = model.model_config
     if any(config.get(k) for k in _CHANGING_CONFIG):
         return False
     d = model.__pydantic_decorators__
     return not (d.validators or d.field_validators or d.root_validators or d.model_validators)
-
-
-def _without_none(annotation: Any) -> Any:
-    """``X | None`` / ``Optional[X]`` -> ``X``; anything else unchanged (a None key value is
-    a MissingKey dead letter either way: JSON_VALUE gives NULL, Python finds None)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or origin is types.UnionType:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return annotation

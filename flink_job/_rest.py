@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flink_job._constants import REST_ADDRESS
 from flink_job.errors import EnvironmentNotReadyError, FlinkJobError
 
 __all__ = [
     "ACTIVE",
-    "LOCAL_JOBMANAGER",
     "TERMINAL",
     "FlinkRest",
     "explain",
@@ -27,8 +27,6 @@ __all__ = [
     "summarize_java_error",
 ]
 
-# The REST endpoint of the local cluster (conf/flink/config.yaml) and --jobmanager's default.
-LOCAL_JOBMANAGER = "localhost:8081"
 
 # Job states in which a job still holds (or will hold again) its consumer groups and
 # transactional ids. A job being cancelled is ending: not counted.
@@ -233,7 +231,7 @@ def remote_environment(
     # Explicit restore settings: the remote environment ignores
     # execution.state-recovery.ignore-unclaimed-state from the configuration.
     remote = jvm.org.apache.flink.streaming.api.environment.RemoteStreamEnvironment
-    local_host, _, local_port = LOCAL_JOBMANAGER.rpartition(":")
+    local_host, _, local_port = REST_ADDRESS.rpartition(":")
     j_env = remote(
         host or local_host,
         int(port or local_port),

@@ -22,7 +22,7 @@ from pyflink.datastream import (
 )
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
-from flink_job._constants import COUNTERS
+from flink_job._constants import COUNTERS, Counter
 from flink_job._core import (
     LATE,
     Applied,
@@ -337,10 +337,16 @@ class FallbackKey(MapFunction, _PythonKeyed):
         return Row(python_key(self._core, self.ref, value, self._handoff), value)
 
 
-# Where each counter of COUNTERS is in _Counters.counts.
-EVENTS_IN, FEATURE_ROWS, DEAD_LETTER_COUNT, SKIPPED, LATE_ARRIVALS = (
+# Where each counter is in _Counters.counts.
+_EVENTS_IN, _FEATURE_ROWS, _DEAD_LETTERS, _SKIPPED, _LATE_ARRIVALS = (
     COUNTERS.index(name)
-    for name in ("eventsIn", "featureRows", "deadLetters", "skipped", "lateArrivals")
+    for name in (
+        Counter.EVENTS_IN,
+        Counter.FEATURE_ROWS,
+        Counter.DEAD_LETTERS,
+        Counter.SKIPPED,
+        Counter.LATE_ARRIVALS,
+    )
 )
 
 
@@ -442,7 +448,7 @@ class Resolve(KeyedProcessFunction):
         core = self._core
         assert core is not None
         counts = self._counters.counts
-        counts[EVENTS_IN] += 1
+        counts[_EVENTS_IN] += 1
         self._counters.maybe_flush()
         handoff = self._handoff
         handed = None if handoff is None else handoff.take(self.ref.name, value)
@@ -457,10 +463,10 @@ class Resolve(KeyedProcessFunction):
             out = step(core, msg, self._store, routed_key=ctx.get_current_key())
         if isinstance(out, Applied):
             for row in out.rows:
-                counts[FEATURE_ROWS] += 1
+                counts[_FEATURE_ROWS] += 1
                 yield row_tuple(row)
         elif isinstance(out, DeadLetter):
-            counts[DEAD_LETTER_COUNT] += 1
+            counts[_DEAD_LETTERS] += 1
             yield DEAD_LETTERS, dead_row(out)
         else:  # parse= skipped it, or it came too late
-            counts[LATE_ARRIVALS if out is LATE else SKIPPED] += 1
+            counts[_LATE_ARRIVALS if out is LATE else _SKIPPED] += 1

@@ -37,19 +37,15 @@ from typing import Any
 import pydantic
 import pydantic_core
 
+from flink_job._types import fields_of, has_fields, is_dataclass_type, is_model
 from flink_job.errors import ResolverDefinitionError, StateSchemaError
 
 ENVELOPE_VERSION = 1
 
 Conv = Callable[[Any], Any] | None  # None means: the value is already plain, keep it as is
 
-_SCALARS: tuple[type, ...] = (
-    str,
-    int,
-    float,
-    bool,
-    bytes,
-    type(None),
+# The one allow-list: the classes, besides builtins, whose values state stores as they are.
+_VALUE_CLASSES: tuple[type, ...] = (
     dt.datetime,
     dt.date,
     dt.time,
@@ -57,20 +53,26 @@ _SCALARS: tuple[type, ...] = (
     decimal.Decimal,
     uuid.UUID,
 )
+# Values stored as they are: builtins and the value classes.
+_SCALARS: tuple[type, ...] = (str, int, float, bool, bytes, type(None), *_VALUE_CLASSES)
+# Instances the pickler writes by reference: the value classes and the fixed-offset zones of
+# aware datetimes.
+_ALLOWED_INSTANCES: frozenset[type] = frozenset({*_VALUE_CLASSES, dt.timezone})
 # Exactly the globals the encoder writes (protocol 5 writes sets and frozensets as opcodes).
 # Nothing else: ``bytearray(n)`` alone would let 33 stored bytes allocate gigabytes. With
 # only these, every object the unpickler builds is made from bytes present in the stream, so
 # decoding allocates in proportion to the stored size.
-_ALLOWED_GLOBALS = {
-    ("datetime", "datetime"),
-    ("datetime", "date"),
-    ("datetime", "time"),
-    ("datetime", "timedelta"),
-    ("datetime", "timezone"),
-    ("decimal", "Decimal"),
-    ("uuid", "UUID"),
-    (__name__, "_zoneinfo"),
+_ALLOWED_GLOBALS = {(c.__module__, c.__qualname__) for c in _ALLOWED_INSTANCES} | {
+    (__name__, "_zoneinfo")
 }
+# What state can store, as every error about a value or a field type says it.
+STORABLE = (
+    "builtins, containers of them, datetime, Decimal, UUID, enums, dataclasses or pydantic models"
+)
+
+
+def _cannot_store(what: str) -> TypeError:
+    return TypeError(f"a value of type {what} cannot be stored in state; use {STORABLE}")
 
 
 def _zoneinfo(key: str) -> zoneinfo.ZoneInfo:
@@ -83,11 +85,6 @@ class _StateUnpickler(pickle.Unpickler):
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"state envelope refers to {module}.{name}; refused")
-
-
-_ALLOWED_INSTANCES: frozenset[type] = frozenset(
-    {dt.datetime, dt.date, dt.time, dt.timedelta, dt.timezone, decimal.Decimal, uuid.UUID}
-)
 
 
 class _StatePickler(pickle.Pickler):
@@ -115,11 +112,7 @@ class _StatePickler(pickle.Pickler):
                 return NotImplemented
         elif type(obj) in _ALLOWED_INSTANCES:
             return NotImplemented
-        what = obj.__qualname__ if isinstance(obj, type) else type(obj).__qualname__
-        raise TypeError(
-            f"a value of type {what} cannot be stored in state; use builtins, datetime, "
-            "Decimal, UUID, enums, dataclasses or pydantic models, as the field's type says"
-        )
+        raise _cannot_store(obj.__qualname__ if isinstance(obj, type) else type(obj).__qualname__)
 
 
 class _Dumper(threading.local):
@@ -162,22 +155,6 @@ def _loads(data: bytes) -> Any:
     return _StateUnpickler(io.BytesIO(data)).load()
 
 
-def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
-
-
-def _is_dataclass_type(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _fields_of(cls: type) -> dict[str, Any]:
-    """Field name -> resolved annotation, for a dataclass or pydantic model."""
-    if _is_model(cls):
-        return {n: f.annotation for n, f in cls.model_fields.items()}  # type: ignore[attr-defined]
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
-
-
 class _Unsupported(Exception):
     def __init__(self, tp: Any) -> None:
         self.tp = tp
@@ -195,7 +172,7 @@ def _check_all_stored(cls: type) -> None:
     """Refuse a model whose instances hold values outside its fields: private attributes
     and ``extra="allow"`` live on the object but are not encoded, so a cached state object
     and the decoded bytes would differ (the job and ``replay`` would disagree)."""
-    if not _is_model(cls):
+    if not is_model(cls):
         return
     private = sorted(getattr(cls, "__private_attributes__", {}) or {})
     if private:
@@ -218,11 +195,11 @@ class _Compiler:
         if origin is not None:
             args = ",".join(self.describe(a) for a in typing.get_args(tp))
             return f"{getattr(origin, '__qualname__', repr(origin))}[{args}]"
-        if _is_model(tp) or _is_dataclass_type(tp):
+        if has_fields(tp):
             if tp in self._describing:
                 return tp.__qualname__
             self._describing.add(tp)
-            body = ";".join(f"{n}:{self.describe(a)}" for n, a in _fields_of(tp).items())
+            body = ";".join(f"{n}:{self.describe(a)}" for n, a in fields_of(tp).items())
             self._describing.discard(tp)
             return f"{tp.__module__}.{tp.__qualname__}{{{body}}}"
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -290,7 +267,7 @@ class _Compiler:
             return (lambda v: v.value), tp
         if isinstance(tp, type) and issubclass(tp, _SCALARS):
             return None, None
-        if _is_model(tp) or _is_dataclass_type(tp):
+        if has_fields(tp):
             return self.class_convs(tp)
         raise _Unsupported(tp)
 
@@ -301,13 +278,13 @@ class _Compiler:
         _check_all_stored(cls)
         cell: dict[str, Callable[[Any], Any]] = {}
         self._classes[cls] = (lambda v: cell["to"](v), lambda v: cell["from"](v))
-        plan = [(name, *self.convs(ann)) for name, ann in _fields_of(cls).items()]
+        plan = [(name, *self.convs(ann)) for name, ann in fields_of(cls).items()]
         n_fields = len(plan)
 
         def to_plain(obj: Any) -> dict[str, Any]:
             return {n: (to(getattr(obj, n)) if to else getattr(obj, n)) for n, to, _ in plan}
 
-        if _is_dataclass_type(cls):
+        if is_dataclass_type(cls):
             plain_fields = to_plain
 
             def to_plain(obj: Any) -> dict[str, Any]:
@@ -323,7 +300,7 @@ class _Compiler:
                     )
                 return plain_fields(obj)
 
-        if _is_model(cls):
+        if is_model(cls):
 
             def from_plain(d: dict[str, Any]) -> Any:
                 return cls.model_construct(  # type: ignore[attr-defined]
@@ -364,10 +341,7 @@ def _generic_to_plain(v: Any) -> Any:
         return {n: _generic_to_plain(getattr(v, n)) for n in type(v).model_fields}
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
         return {f.name: _generic_to_plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-    raise TypeError(
-        f"a value of type {type(v).__qualname__} cannot be stored in state; use builtins, "
-        "datetime, Decimal, UUID, enums, dataclasses or pydantic models"
-    )
+    raise _cannot_store(type(v).__qualname__)
 
 
 def _not_stored_error(resolver: str, e: _NotStored, field: str) -> ResolverDefinitionError:
@@ -394,7 +368,7 @@ class StateCodec:
     """Encodes and decodes one resolver's state objects (see the module docstring)."""
 
     def __init__(self, cls: type, resolver: str, param: str = "state") -> None:
-        if not (_is_model(cls) or _is_dataclass_type(cls)):
+        if not has_fields(cls):
             raise ResolverDefinitionError(
                 f"resolver {resolver!r}: parameter {param!r} is State[{cls.__qualname__}], "
                 f"but {cls.__qualname__} is neither a dataclass nor a pydantic model; "
@@ -405,7 +379,7 @@ class StateCodec:
         self.cls = cls
         self.resolver = resolver
         compiler = _Compiler()
-        for name, ann in _fields_of(cls).items():
+        for name, ann in fields_of(cls).items():
             try:
                 compiler.convs(ann)
             except _NotStored as e:
@@ -413,8 +387,7 @@ class StateCodec:
             except _Unsupported as e:
                 raise ResolverDefinitionError(
                     f"resolver {resolver!r}: state field {cls.__qualname__}.{name} has type "
-                    f"{e.tp!r}, which state cannot store; fix: use builtins, containers of "
-                    "them, datetime, Decimal, UUID, enums, dataclasses or pydantic models.",
+                    f"{e.tp!r}, which state cannot store; fix: use {STORABLE}.",
                     resolver=resolver,
                     field=name,
                 ) from None
@@ -424,7 +397,7 @@ class StateCodec:
             raise _not_stored_error(resolver, e, param) from None
         self.fingerprint = hashlib.sha1(compiler.describe(cls).encode()).hexdigest()[:16]
         self._adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(cls)
-        self._field_names = list(_fields_of(cls))
+        self._field_names = list(fields_of(cls))
 
     @property
     def field_names(self) -> list[str]:
@@ -473,7 +446,7 @@ class StateCodec:
             loc = ".".join(str(p) for p in err["loc"]) or "?"
             field = str(err["loc"][0]) if err["loc"] else None
             got = f"got {fields[field]!r:.80}" if field in fields else "missing"
-            tp = _fields_of(self.cls).get(field, Any) if field else Any
+            tp = fields_of(self.cls).get(field, Any) if field else Any
             raise StateSchemaError(
                 f"resolver {self.resolver!r}: {subject} does not fit "
                 f"{self.cls.__qualname__}.{loc}: {err['msg']} ({got}); "

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flink_job._rest import LOCAL_JOBMANAGER
+from flink_job._constants import REST_ADDRESS
 from flink_job.errors import FlinkJobError
 
 __all__ = ["main"]
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", help="submit resolvers to a Flink cluster; prints the job id")
     _add_job_flags(p)
-    p.add_argument("--jobmanager", default=LOCAL_JOBMANAGER, metavar="HOST:PORT")
+    p.add_argument("--jobmanager", default=REST_ADDRESS, metavar="HOST:PORT")
     p.set_defaults(func=_cmd_submit)
 
     p = sub.add_parser(
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stop", help="stop a job with a savepoint; prints the savepoint path")
     p.add_argument("job_id")
     p.add_argument("--savepoint-dir", required=True)
-    p.add_argument("--jobmanager", default=LOCAL_JOBMANAGER, metavar="HOST:PORT")
+    p.add_argument("--jobmanager", default=REST_ADDRESS, metavar="HOST:PORT")
     p.set_defaults(func=_cmd_stop)
 
     p = sub.add_parser("resolvers", help="list resolvers: source, keys, state, output")

@@ -16,6 +16,7 @@ from typing import Any
 
 from connectors.client import DEFAULT_BOOTSTRAP_SERVERS, SourceSettings, client_properties
 from connectors.jars import CHECKOUT, ENV_HOME, INSTALLED, Home
+from flink_job._constants import MAX_MESSAGE_BYTES
 from flink_job.errors import ConfigError
 from flink_job.sources import KafkaSource, Secret
 
@@ -146,7 +147,7 @@ class JobOptions:
     checkpoint_dir: str | None = None
     from_savepoint: str | None = None
     allow_non_restored_state: bool = False
-    max_message_bytes: int = 1_048_576
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     transaction_timeout_ms: int = 900_000
     # Thread mode: records per Python call of the batched keyed operator (0: one call per
     # record, PyFlink's KeyedProcessFunction) and how long a record may wait for its batch.

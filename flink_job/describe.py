@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flink_job._keying import json_key_path
-from flink_job._state_codec import _fields_of
+from flink_job._types import fields_of
 from flink_job.features import feature_set
 from flink_job.streams import Resolver
 
@@ -32,7 +32,7 @@ def describe_resolvers(resolvers: list[Resolver[Any, Any]]) -> list[dict[str, An
             state = {
                 "class": r.state.cls.__qualname__,
                 "param": r.state.param,
-                "fields": {n: _type_name(t) for n, t in _fields_of(r.state.cls).items()},
+                "fields": {n: _type_name(t) for n, t in fields_of(r.state.cls).items()},
             }
         out.append(
             {

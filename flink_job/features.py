@@ -22,8 +22,9 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar, get_args, get_origin, overload
+from typing import Annotated, Any, TypeVar, overload
 
+from flink_job._types import has_marker
 from flink_job.errors import IgnoredArgumentWarning, ResolverDefinitionError
 
 __all__ = [
@@ -229,7 +230,7 @@ def _eval_each(cls: type) -> dict[str, Any]:
 def _is_primary(ann: Any) -> bool:
     if isinstance(ann, str):  # an unresolvable `Primary[SomeLaterClass]`
         return re.match(r"^\s*(\w+\.)*Primary\[", ann) is not None
-    return get_origin(ann) is Annotated and any(m is _PRIMARY for m in get_args(ann)[1:])
+    return has_marker(ann, _PRIMARY)
 
 
 def _row_init(self: Any, **values: Any) -> None:

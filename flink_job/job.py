@@ -36,7 +36,7 @@ from pyflink.table import StreamTableEnvironment, Table
 
 from connectors import jars
 from connectors.kafka_tables import sink_table_ddl, source_table_ddl
-from flink_job._core import DEFAULT_MAX_MESSAGE_BYTES as MAX_BYTES_DEFAULT
+from flink_job._constants import MAX_MESSAGE_BYTES, RESTART_ATTEMPTS, RESTART_DELAY
 from flink_job._core import ESCAPE
 from flink_job._keying import CLEAN_JSON_REGEX, json_key_defaults, json_key_path
 from flink_job._runtime import FallbackKey, KeyOf, Resolve, ResolverRef
@@ -154,8 +154,8 @@ def flink_configuration(options: JobOptions, cluster: bool = False) -> Configura
     config.set_string("state.backend.type", options.state_backend)
     config.set_string("pipeline.max-parallelism", str(options.max_parallelism))
     config.set_string("restart-strategy.type", "fixed-delay")
-    config.set_string("restart-strategy.fixed-delay.attempts", "30")
-    config.set_string("restart-strategy.fixed-delay.delay", "2 s")
+    config.set_string("restart-strategy.fixed-delay.attempts", str(RESTART_ATTEMPTS))
+    config.set_string("restart-strategy.fixed-delay.delay", RESTART_DELAY)
     if options.from_savepoint:
         config.set_string("execution.state-recovery.path", options.from_savepoint)
         config.set_string(
@@ -306,7 +306,7 @@ def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRe
     Only a message that Jackson cannot read even then is keyed in Python (FallbackKey).
     """
     path = ref.json_key_path
-    limit = ref.max_message_bytes or MAX_BYTES_DEFAULT
+    limit = ref.max_message_bytes or MAX_MESSAGE_BYTES
     name = _ident(ref.name)
     cols = "k, v, `partition`, `offset`, headers, ts_ms"
     # Stage 1: the document (never one over the size limit: its character count is at most

@@ -13,6 +13,7 @@ from typing import Any
 
 from connectors.admin import check_reachable, client_config, ensure_topics
 from connectors.jars import job_jars
+from flink_job._constants import Counter
 from flink_job._rest import (
     TERMINAL,
     FlinkRest,
@@ -35,7 +36,8 @@ from flink_job.streams import Resolver
 
 __all__ = ["prepare", "run_local", "start_local", "submit"]
 
-COUNTERS = ("eventsIn", "featureRows", "deadLetters", "lateArrivals")
+# What the progress line shows.
+COUNTERS = (Counter.EVENTS_IN, Counter.FEATURE_ROWS, Counter.DEAD_LETTERS, Counter.LATE_ARRIVALS)
 
 
 def prepare(
@@ -144,9 +146,14 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
                 try:
                     c = job.counts()
                     line = (
-                        f"[{status}] events in {c['eventsIn']} | rows out {c['featureRows']} | "
-                        f"dead letters {c['deadLetters']}"
-                        + (f" | late {c['lateArrivals']}" if c.get("lateArrivals") else "")
+                        f"[{status}] events in {c[Counter.EVENTS_IN]} | "
+                        f"rows out {c[Counter.FEATURE_ROWS]} | "
+                        f"dead letters {c[Counter.DEAD_LETTERS]}"
+                        + (
+                            f" | late {c[Counter.LATE_ARRIVALS]}"
+                            if c.get(Counter.LATE_ARRIVALS)
+                            else ""
+                        )
                     )
                 except FlinkJobError:
                     line = f"[{status}]"

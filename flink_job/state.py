@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from typing import Annotated, Any, TypeVar, get_args
+
+from flink_job._types import has_marker
 
 __all__ = ["KeyedState", "State", "state_class"]
 
@@ -27,16 +29,12 @@ KeyedState = State
 
 def state_class(annotation: Any) -> type | None:
     """The ``T`` of a ``State[T]`` annotation, else ``None``."""
-    if get_origin(annotation) is Annotated:
-        args = get_args(annotation)
-        if any(m is _STATE for m in args[1:]):
-            inner = args[0]
-            return inner if isinstance(inner, type) else None
-    return None
+    if not has_marker(annotation, _STATE):
+        return None
+    inner = get_args(annotation)[0]
+    return inner if isinstance(inner, type) else None
 
 
 def is_state_annotation(annotation: Any) -> bool:
     """Whether ``annotation`` is ``State[...]`` (whatever is inside)."""
-    if get_origin(annotation) is not Annotated:
-        return False
-    return any(m is _STATE for m in get_args(annotation)[1:])
+    return has_marker(annotation, _STATE)

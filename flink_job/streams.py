@@ -12,14 +12,19 @@ import dataclasses
 import datetime
 import functools
 import inspect
-import typing
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar
 
-import pydantic
-
 from flink_job._state_codec import StateCodec
+from flink_job._types import (
+    MISSING,
+    field_type,
+    has_fields,
+    is_model,
+    required_fields,
+    without_none,
+)
 from flink_job.errors import IgnoredArgumentWarning, ResolverDefinitionError, StateSchemaError
 from flink_job.features import Feature, FeatureSet, FeaturesType, feature_set
 from flink_job.sources import KafkaSource
@@ -245,19 +250,7 @@ def _annotations(fn: Callable[..., Any], rname: str) -> dict[str, Any]:
 
 
 def _is_message_type(tp: Any) -> bool:
-    return tp in (str, bytes) or (
-        isinstance(tp, type)
-        and (issubclass(tp, pydantic.BaseModel) or dataclasses.is_dataclass(tp))
-    )
-
-
-def _unwrap_optional(tp: Any) -> Any:
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
-        rest = [a for a in args if a is not type(None)]
-        if len(rest) == 1:
-            return rest[0]
-    return tp
+    return tp in (str, bytes) or has_fields(tp)
 
 
 def _analyze(
@@ -423,15 +416,15 @@ def _check_timestamp(rname: str, timestamp: Any, mtype: type) -> None:
             f"timestamp= must name a field of {what}; got {timestamp!r}; "
             'fix: e.g. timestamp="event_time".',
         )
-    tp = _field_type(mtype, timestamp) if mtype not in (str, bytes) else _NO_DEFAULT
-    if tp is _NO_DEFAULT:
+    tp = field_type(mtype, timestamp)
+    if tp is MISSING:
         raise _err(
             rname,
             "timestamp",
             f"timestamp={timestamp!r} is not a field of the message "
             f"{what}; fix: name a datetime field of {what}, or parse= into a model that has one.",
         )
-    if _unwrap_optional(tp) is not datetime.datetime:
+    if without_none(tp) is not datetime.datetime:
         raise _err(
             rname,
             "timestamp",
@@ -457,7 +450,7 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
         try:
             initial = cls()
         except Exception as e:
-            missing = _fields_without_default(cls)
+            missing = required_fields(cls)
             raise _err(
                 rname,
                 missing[0] if missing else p.name,
@@ -500,7 +493,7 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
     except StateSchemaError as e:
         raise ResolverDefinitionError(str(e), resolver=rname, field=e.field or p.name) from None
     template = None
-    if isinstance(cls, type) and issubclass(cls, pydantic.BaseModel):
+    if is_model(cls):
         template = initial = validated
     try:
         codec.encode(initial)
@@ -512,18 +505,6 @@ def _state_spec(rname: str, p: inspect.Parameter, ann: Any) -> StateSpec:
             f"make every value of {cls.__qualname__} fit its field's declared type.",
         ) from None
     return StateSpec(p.name, cls, default, codec, template)
-
-
-def _fields_without_default(cls: type) -> list[str]:
-    if isinstance(cls, type) and issubclass(cls, pydantic.BaseModel):
-        return [n for n, f in cls.model_fields.items() if f.is_required()]
-    if dataclasses.is_dataclass(cls):
-        return [
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        ]
-    return []
 
 
 def _check_parse(rname: str, parse: Callable[[Any], Any], mtype: type) -> type:
@@ -552,7 +533,7 @@ def _check_parse(rname: str, parse: Callable[[Any], Any], mtype: type) -> type:
             "a pydantic model or a dataclass.",
         )
     ret = anns.get("return", _NO_DEFAULT)
-    if ret is not _NO_DEFAULT and _unwrap_optional(ret) is not mtype:
+    if ret is not _NO_DEFAULT and without_none(ret) is not mtype:
         raise _err(
             rname,
             "parse",
@@ -560,17 +541,6 @@ def _check_parse(rname: str, parse: Callable[[Any], Any], mtype: type) -> type:
             f"{mtype.__qualname__}; fix: return {mtype.__qualname__} | None.",
         )
     return pin
-
-
-def _field_type(tp: Any, attr: str) -> Any:
-    if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
-        f = tp.model_fields.get(attr)
-        return _NO_DEFAULT if f is None else f.annotation
-    if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
-        return hints.get(attr, Any) if attr in names else _NO_DEFAULT
-    return _NO_DEFAULT
 
 
 def _key_specs(rname: str, keys: Mapping[str, Feature] | None, mtype: type) -> tuple[KeySpec, ...]:
@@ -603,8 +573,8 @@ def _key_specs(rname: str, keys: Mapping[str, Feature] | None, mtype: type) -> t
         parts = tuple(str(path).split("."))
         tp: Any = mtype
         for i, part in enumerate(parts):
-            nxt = _field_type(_unwrap_optional(tp), part)
-            if nxt is _NO_DEFAULT:
+            nxt = field_type(without_none(tp), part)
+            if nxt is MISSING:
                 at = ".".join(parts[:i]) or getattr(mtype, "__qualname__", str(mtype))
                 raise _err(
                     rname,
@@ -621,7 +591,7 @@ def _output_spec(rname: str, ret: Any, keys: tuple[KeySpec, ...]) -> OutputSpec:
     fix = "fix: annotate the return type, e.g. -> Features[User.id, User.unique_ip_count]."
     if ret is _NO_DEFAULT:
         raise _err(rname, "return", f"has no return annotation; {fix}")
-    base = _unwrap_optional(ret)
+    base = without_none(ret)
     if isinstance(base, FeaturesType):
         allowed = set(base.features)
     elif isinstance(base, type) and (fs := feature_set(base)) is not None:

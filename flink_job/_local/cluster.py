@@ -2,7 +2,7 @@
 
 JobManager + TaskManager are the pip package's own scripts (``pyflink/bin``), configured by
 ``conf/flink/config.yaml`` (copied, with paths filled in, to ``.run/flink/conf``); logs and
-pid files live in ``.run/flink``. REST listens on ``_rest.LOCAL_JOBMANAGER`` (localhost:8081).
+pid files live in ``.run/flink``. REST listens on ``_constants.REST_ADDRESS`` (localhost:8081).
 Operations on the running cluster (jobs, savepoints) are :mod:`flink_job._rest`'s.
 """
 
@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from flink_job._rest import LOCAL_JOBMANAGER, FlinkRest
+from flink_job._constants import REST_ADDRESS
+from flink_job._rest import FlinkRest
 from flink_job.config import project_root, run_dir
 from flink_job.errors import EnvironmentNotReadyError
 
@@ -30,7 +31,7 @@ __all__ = [
     "taskmanager_pids",
 ]
 
-REST = LOCAL_JOBMANAGER
+REST = REST_ADDRESS
 
 
 def rest_address() -> str:
