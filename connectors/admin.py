@@ -1,15 +1,23 @@
-"""Talk to the brokers before a job starts: reachability, topics. Uses confluent-kafka."""
+"""Talk to the brokers from this process: reachability, topics, and plain reads and writes (the
+demo's). Uses confluent-kafka."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import Any
 
-from flink_job.errors import EnvironmentNotReadyError
-from flink_job.sources import Secret
+from connectors.errors import EnvironmentNotReadyError
+from connectors.secret import Secret
 
-__all__ = ["check_reachable", "client_config", "ensure_topics"]
+__all__ = [
+    "check_reachable",
+    "client_config",
+    "ensure_topics",
+    "produce",
+    "read_committed",
+    "serves_metadata",
+]
 
 # Java client property -> librdkafka property, for the settings the admin client needs.
 _RENAMES = {
@@ -105,3 +113,69 @@ def ensure_topics(
             if "TOPIC_ALREADY_EXISTS" not in str(e):
                 raise EnvironmentNotReadyError(f"cannot create topic {topic!r}: {e}") from None
     return missing
+
+
+def produce(
+    conf: Mapping[str, Any], topic: str, values: Iterable[bytes], timeout: float = 30.0
+) -> int:
+    """Write ``values`` to ``topic`` (no record key) and wait until the broker has them.
+
+    Returns:
+        How many records were written.
+    """
+    from confluent_kafka import Producer
+
+    producer = Producer(dict(conf))
+    n = 0
+    for value in values:
+        producer.produce(topic, value)
+        n += 1
+    producer.flush(timeout)
+    return n
+
+
+def read_committed(
+    conf: Mapping[str, Any], topic: str, group_id: str, poll: float = 1.0
+) -> Generator[bytes | None, None, None]:
+    """The values of ``topic``'s partition 0 from its start, as ``read_committed`` readers see
+    them (rows of an exactly-once job once their checkpoint completed); ``None`` whenever
+    nothing arrived within ``poll`` seconds. The consumer closes when the iteration ends."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            **conf,
+            "group.id": group_id,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    try:
+        while True:
+            msg = consumer.poll(poll)
+            yield None if msg is None or msg.error() else (msg.value() or b"")
+    finally:
+        consumer.close()
+
+
+def serves_metadata(bootstrap_servers: str, timeout: float) -> bool | None:
+    """Whether the brokers answer a metadata request within ``timeout`` seconds (None: the
+    Kafka client library, confluent-kafka, is not installed)."""
+    try:
+        from confluent_kafka.admin import AdminClient
+    except ImportError:
+        return None
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "socket.timeout.ms": max(1000, int(timeout * 1000)),
+        # Connection errors while the broker starts are expected: do not log them.
+        "error_cb": lambda _err: None,
+        "log_level": 0,
+    }
+    admin = AdminClient(config)
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except Exception:
+        return False
+    return bool(md.brokers)

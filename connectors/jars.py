@@ -1,5 +1,6 @@
-"""Where the jars are: fetched from Maven Central by ``./build.sh`` into ``build/jars/`` (of
-the checkout, ``FLINK_JOB_HOME``, or an installed package's data: see ``project_root``).
+"""Where the jars are: fetched from Maven Central by ``./build.sh`` into ``build/jars/`` of a
+project home (the checkout, ``FLINK_JOB_HOME``, or an installed package's data), which the
+caller passes in as a :data:`Home` (``flink_job.config.home()``).
 
 ``build/jars/flink/`` holds the Flink Kafka SQL connector (a fat jar), ``build/jars/kafka/`` the
 Kafka broker (KRaft) with its tools and logging binding. The poms are in ``connectors/maven/``.
@@ -11,26 +12,34 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flink_job.config import home, project_root
-from flink_job.errors import EnvironmentNotReadyError
+from connectors.errors import EnvironmentNotReadyError
 
 __all__ = [
+    "CHECKOUT",
+    "ENV_HOME",
+    "INSTALLED",
+    "Home",
     "jar_dir",
     "job_jars",
     "kafka_broker_classpath",
     "kafka_connector_jar",
     "operators_jar",
-    "project_root",
 ]
 
+# A project home: its folder and how it was found. The ways, for error messages and fixes:
+Home = tuple[Path, str]
+ENV_HOME = "FLINK_JOB_HOME"
+CHECKOUT = "this checkout"
+INSTALLED = "the installed package (FLINK_JOB_HOME is not set)"
 
-def jar_dir(kind: str) -> Path:
+
+def jar_dir(home: Home, kind: str) -> Path:
     """The jar directory ``build/jars/<kind>`` (``flink``, ``kafka`` or ``operators``) under the
-    project root."""
-    return project_root() / "build" / "jars" / kind
+    project home."""
+    return home[0] / "build" / "jars" / kind
 
 
-def kafka_connector_jar() -> Path:
+def kafka_connector_jar(home: Home) -> Path:
     """The Flink Kafka SQL connector jar.
 
     ``FLINK_JOB_KAFKA_CONNECTOR_JAR`` overrides the jar in ``build/jars/flink``.
@@ -50,17 +59,17 @@ def kafka_connector_jar() -> Path:
                 "fix: point it at the jar, or unset it to use the jar fetched by ./build.sh"
             )
         return jar.resolve()
-    folder = jar_dir("flink")
+    folder = jar_dir(home, "flink")
     found = sorted(folder.glob("flink-sql-connector-kafka-*.jar"))
     if not found:
         raise EnvironmentNotReadyError(
             f"the Flink Kafka connector jar (flink-sql-connector-kafka-*.jar) is missing from "
-            f"{folder}, found through {home()[1]}; fix: {_fix()}"
+            f"{folder}, found through {home[1]}; fix: {_fix(home)}"
         )
     return found[-1]
 
 
-def operators_jar() -> Path:
+def operators_jar(home: Home) -> Path:
     """The job's own operators (``flink-job-operators-*.jar``, from ``connectors/java``).
 
     ``FLINK_JOB_OPERATORS_JAR`` overrides the jar in ``build/jars/operators``.
@@ -77,31 +86,31 @@ def operators_jar() -> Path:
         if not jar.is_file():
             raise EnvironmentNotReadyError(
                 f"FLINK_JOB_OPERATORS_JAR={env} does not exist; "
-                f"fix: point it at the jar, or unset it and {_fix()}"
+                f"fix: point it at the jar, or unset it and {_fix(home)}"
             )
         return jar.resolve()
-    folder = jar_dir("operators")
+    folder = jar_dir(home, "operators")
     found = sorted(folder.glob("flink-job-operators-*.jar"))
     if not found:
         raise EnvironmentNotReadyError(
             f"the flink-job operators jar (flink-job-operators-*.jar) is missing from "
-            f"{folder}; fix: {_fix()}"
+            f"{folder}; fix: {_fix(home)}"
         )
     return found[-1]
 
 
-def job_jars() -> list[Path]:
+def job_jars(home: Home) -> list[Path]:
     """Every jar a job needs on the cluster (``pipeline.jars``): the Kafka connector and the
     job's own operators (the batched keyed operator), shipped by ``flink-job package`` and
     ``submit``, loaded by local runs. Add a jar the job needs here."""
-    return [kafka_connector_jar(), operators_jar()]
+    return [kafka_connector_jar(home), operators_jar(home)]
 
 
-def _fix() -> str:
-    origin = home()[1]
-    if origin == "this checkout":
+def _fix(home: Home) -> str:
+    origin = home[1]
+    if origin == CHECKOUT:
         return "run ./build.sh"
-    if origin.startswith("FLINK_JOB_HOME"):
+    if origin.startswith(ENV_HOME):
         return "run ./build.sh in that folder, or point FLINK_JOB_HOME at a checkout that did"
     return (
         "set FLINK_JOB_KAFKA_CONNECTOR_JAR to the jar, or FLINK_JOB_HOME to a checkout where "
@@ -109,7 +118,7 @@ def _fix() -> str:
     )
 
 
-def kafka_broker_classpath() -> list[Path]:
+def kafka_broker_classpath(home: Home) -> list[Path]:
     """The Kafka broker's classpath: every jar in ``build/jars/kafka``.
 
     Returns:
@@ -118,11 +127,11 @@ def kafka_broker_classpath() -> list[Path]:
     Raises:
         EnvironmentNotReadyError: The broker jars are missing.
     """
-    folder = jar_dir("kafka")
+    folder = jar_dir(home, "kafka")
     jars = sorted(folder.glob("*.jar"))
     if not any(j.name.startswith("kafka_2.13-") for j in jars):
         raise EnvironmentNotReadyError(
             f"the Kafka broker jars (kafka_2.13-*.jar and dependencies) are missing from "
-            f"{folder}, found through {home()[1]}; fix: {_fix()}"
+            f"{folder}, found through {home[1]}; fix: {_fix(home)}"
         )
     return jars

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from flink_job.sources import Secret
+from connectors.client import SourceSettings
+from connectors.secret import Secret
 
 __all__ = ["Ddl", "sink_table_ddl", "source_table_ddl"]
 
@@ -57,15 +58,12 @@ def _client_props(props: Mapping[str, str | Secret]) -> dict[str, str | Secret]:
 
 def source_table_ddl(
     table: str,
-    settings: object,
+    settings: SourceSettings,
     group_id: str,
     starting_offsets: str,
     client_id_prefix: str | None = None,
 ) -> Ddl:
     """The source table: ``k``, ``v`` (raw bytes), then topic, partition, offset, ts, headers."""
-    from flink_job.config import SourceSettings
-
-    assert isinstance(settings, SourceSettings)
     options: dict[str, str | Secret] = {
         "connector": "kafka",
         "topic": settings.topic,

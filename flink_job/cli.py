@@ -180,9 +180,9 @@ def _cmd_package(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from flink_job._local.cluster import stop_with_savepoint
+    from flink_job._rest import FlinkRest
 
-    print(stop_with_savepoint(args.job_id, args.savepoint_dir, args.jobmanager))
+    print(FlinkRest(args.jobmanager).stop_with_savepoint(args.job_id, args.savepoint_dir))
     return 0
 
 

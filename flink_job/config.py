@@ -14,6 +14,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from connectors.client import DEFAULT_BOOTSTRAP_SERVERS, SourceSettings, client_properties
+from connectors.jars import CHECKOUT, ENV_HOME, INSTALLED, Home
 from flink_job._constants import MAX_MESSAGE_BYTES
 from flink_job.errors import ConfigError
 from flink_job.sources import KafkaSource, Secret
@@ -71,19 +73,16 @@ def project_root() -> Path:
     return home()[0]
 
 
-INSTALLED = "the installed package (FLINK_JOB_HOME is not set)"
-
-
-def home() -> tuple[Path, str]:
+def home() -> Home:
     """:func:`project_root` and where it came from (for error messages; :data:`INSTALLED`
     for an installed package)."""
-    env = os.environ.get("FLINK_JOB_HOME")
+    env = os.environ.get(ENV_HOME)
     if env:
-        return Path(env).expanduser().resolve(), "FLINK_JOB_HOME"
+        return Path(env).expanduser().resolve(), ENV_HOME
     package = Path(__file__).resolve().parent
     checkout = package.parent
     if (checkout / "pyproject.toml").is_file() and (checkout / "conf").is_dir():
-        return checkout, "this checkout"
+        return checkout, CHECKOUT
     return package / "_home", INSTALLED
 
 
@@ -154,7 +153,7 @@ class JobOptions:
     # record, PyFlink's KeyedProcessFunction) and how long a record may wait for its batch.
     batch_size: int = 1000
     batch_time_ms: int = 20
-    default_bootstrap_servers: str = "localhost:9092"
+    default_bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     environment: str | None = None  # --environment: resolvers with environment= run only there
     # A fixed property of a job's state: savepoints restore at any parallelism up to it, and
     # it cannot change without losing the state's key-group layout. Flink's default derives
@@ -179,7 +178,7 @@ class JobOptions:
         kafka = conf.get("kafka", {})
         values["default_bootstrap_servers"] = os.environ.get(
             "FLINK_JOB_KAFKA_BOOTSTRAP_SERVERS",
-            kafka.get("bootstrap_servers", "localhost:9092"),
+            kafka.get("bootstrap_servers", DEFAULT_BOOTSTRAP_SERVERS),
         )
         for key in (
             "sink_topic",
@@ -263,29 +262,8 @@ class JobOptions:
         return path if path.is_absolute() else project_root() / path
 
 
-@dataclasses.dataclass(frozen=True)
-class SourceSettings:
-    """A source's effective connection: topic, brokers, client properties (may hold secrets)."""
-
-    label: str
-    topic: str
-    bootstrap_servers: str
-    properties: dict[str, str | Secret]
-    dead_letter_topic: str
-    group_id: str | None  # group_id_prefix
-    max_message_bytes: int
-    client_id_prefix: str | None = None
-
-    def __repr__(self) -> str:
-        shown = {k: v for k, v in self.properties.items() if not isinstance(v, Secret)}
-        return (
-            f"SourceSettings(topic={self.topic!r}, bootstrap_servers={self.bootstrap_servers!r},"
-            f" properties={shown!r}, dead_letter_topic={self.dead_letter_topic!r})"
-        )
-
-
-_SHADED = "org.apache.flink.kafka.shaded."
 _SOURCE_KEYS = {f.name for f in dataclasses.fields(KafkaSource)} - {"name"}
+_SSL_STORES = tuple(k for k in sorted(_SOURCE_KEYS) if k.startswith("ssl_") and k != "ssl_ca_file")
 
 
 def resolve_source(source: KafkaSource, options: JobOptions) -> SourceSettings:
@@ -313,11 +291,6 @@ def resolve_source(source: KafkaSource, options: JobOptions) -> SourceSettings:
         brokers = options.default_bootstrap_servers
     if isinstance(brokers, list | tuple):
         brokers = ",".join(brokers)
-    props: dict[str, str | Secret] = {}
-    if merged.security_protocol:
-        props["security.protocol"] = merged.security_protocol
-    if merged.sasl_mechanism:
-        props["sasl.mechanism"] = merged.sasl_mechanism
     has_password = isinstance(merged.sasl_password, Secret) and merged.sasl_password.reveal()
     if bool(merged.sasl_username) != bool(has_password):
         missing = "sasl_password" if merged.sasl_username else "sasl_username"
@@ -326,35 +299,15 @@ def resolve_source(source: KafkaSource, options: JobOptions) -> SourceSettings:
             f"set {missing} (a KafkaSource argument or [sources.{source.name}] in {conf_path()})",
             field=missing,
         )
-    if merged.sasl_username is not None or merged.sasl_password is not None:
-        mech = (merged.sasl_mechanism or "PLAIN").upper()
-        # flink-sql-connector-kafka shades kafka-clients: the login modules live under its
-        # relocated package, and the unshaded names fail with "No LoginModule found".
-        module = _SHADED + (
-            "org.apache.kafka.common.security.scram.ScramLoginModule"
-            if mech.startswith("SCRAM")
-            else "org.apache.kafka.common.security.plain.PlainLoginModule"
-        )
-        pw = merged.sasl_password.reveal() if isinstance(merged.sasl_password, Secret) else ""
-        props["sasl.jaas.config"] = Secret(
-            f'{module} required username="{_jaas_escape(merged.sasl_username or "")}" '
-            f'password="{_jaas_escape(pw)}";'
-        )
-    for attr, prop in (
-        ("ssl_keystore_location", "ssl.keystore.location"),
-        ("ssl_keystore_password", "ssl.keystore.password"),
-        ("ssl_truststore_location", "ssl.truststore.location"),
-        ("ssl_truststore_password", "ssl.truststore.password"),
-        ("ssl_key_password", "ssl.key.password"),
-    ):
-        value = getattr(merged, attr)
-        if value is not None:
-            props[prop] = value
-    if merged.ssl_ca_file:
-        props["ssl.truststore.location"] = merged.ssl_ca_file
-        props["ssl.truststore.type"] = "PEM"
-    for k, v in (merged.additional_kafka_args or {}).items():
-        props[str(k)] = v
+    props = client_properties(
+        security_protocol=merged.security_protocol,
+        sasl_mechanism=merged.sasl_mechanism,
+        sasl_username=merged.sasl_username,
+        sasl_password=merged.sasl_password if isinstance(merged.sasl_password, Secret) else None,
+        ssl={attr: getattr(merged, attr) for attr in _SSL_STORES},
+        ssl_ca_file=merged.ssl_ca_file,
+        additional=merged.additional_kafka_args,
+    )
     return SourceSettings(
         label=source.label,
         topic=topic,
@@ -392,7 +345,3 @@ def check_source_names(sources: dict[str, KafkaSource]) -> None:
                 resolver=defaulted[near[0]],
                 field="name",
             )
-
-
-def _jaas_escape(s: str) -> str:
-    return s.replace("\\", "\\\\").replace('"', '\\"')

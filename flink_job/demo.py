@@ -19,9 +19,7 @@ __all__ = ["demo"]
 
 
 def demo(events: int = 2000, users: int = 20, follow: bool = False) -> int:
-    from confluent_kafka import Consumer, Producer, TopicPartition
-
-    from connectors.admin import ensure_topics
+    from connectors.admin import ensure_topics, produce, read_committed
     from flink_job._local import kafka
     from flink_job.launch import start_local
 
@@ -29,16 +27,19 @@ def demo(events: int = 2000, users: int = 20, follow: bool = False) -> int:
     run = uuid.uuid4().hex[:6]
     source, sink = f"demo-logins-{run}", f"demo-features-{run}"
     print(f"==> broker {bootstrap}; source topic {source}, sink topic {sink}", file=sys.stderr)
-    ensure_topics({"bootstrap.servers": bootstrap}, [source], partitions=3)
+    client = {"bootstrap.servers": bootstrap}
+    ensure_topics(client, [source], partitions=3)
 
     rnd = random.Random(42)
-    producer = Producer({"bootstrap.servers": bootstrap})
-    for _ in range(events):
-        user = f"user-{rnd.randrange(users)}"
-        ip = f"192.168.{rnd.randrange(3)}.{rnd.randrange(10)}"
-        producer.produce(source, json.dumps({"user_id": user, "ip_address": ip}).encode())
-    producer.produce(source, b'{"user_id": "user-1", "ip_address": ')  # one bad message
-    producer.flush(30)
+    logins = [
+        {
+            "user_id": f"user-{rnd.randrange(users)}",
+            "ip_address": f"192.168.{rnd.randrange(3)}.{rnd.randrange(10)}",
+        }
+        for _ in range(events)
+    ]
+    bad = b'{"user_id": "user-1", "ip_address": '  # one malformed message
+    produce(client, source, [*(json.dumps(e).encode() for e in logins), bad])
     print(f"==> produced {events} login events (+1 malformed)", file=sys.stderr)
 
     # The example reads KafkaSource(name="logins"); point that name at the demo's topic.
@@ -59,27 +60,19 @@ def demo(events: int = 2000, users: int = 20, follow: bool = False) -> int:
         file=sys.stderr,
     )
     job = start_local(target, options)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"demo-reader-{run}",
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.assign([TopicPartition(sink, 0, 0)])
+    rows = read_committed(client, sink, group_id=f"demo-reader-{run}")
     seen = 0
     final: dict[str, int] = {}
     started = time.monotonic()
     try:
         while follow or seen < events:
-            msg = consumer.poll(1.0)
-            if msg is None or msg.error():
+            value = next(rows)
+            if value is None:
                 if time.monotonic() - started > 300:
                     print("flink-job: demo timed out waiting for rows", file=sys.stderr)
                     return 1
                 continue
-            value = msg.value() or b"{}"
+            value = value or b"{}"
             seen += 1
             row = json.loads(value)
             final[row["user.id"]] = row["user.unique_ip_count"]
@@ -87,7 +80,7 @@ def demo(events: int = 2000, users: int = 20, follow: bool = False) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        consumer.close()
+        rows.close()
         counts = job.counts() if job.status() == "RUNNING" else {}
         job.cancel()
     print(

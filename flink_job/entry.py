@@ -61,9 +61,9 @@ def main(home: str, argv: Sequence[str]) -> int:
         env = StreamExecutionEnvironment.get_execution_environment(config)
         attach(env, artifact)
         job = build_job(artifact.module, options, env=env)
-        client = job.env.execute_async(options.job_name)
+        client = job.env.execute_async(job.name)
     except FlinkJobError as e:
         print(f"flink-job: error: {e}", file=sys.stderr)
         return 2
-    print(f"flink-job: job {client.get_job_id()} submitted ({options.job_name})", flush=True)
+    print(f"flink-job: job {client.get_job_id()} submitted ({job.name})", flush=True)
     return 0

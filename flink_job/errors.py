@@ -6,16 +6,18 @@ wrong, where, what was received and how to fix it.
 
 from __future__ import annotations
 
+# The base and EnvironmentNotReadyError live under flink_job's dependency, connectors/, which
+# raises them too (missing jars, unreachable brokers); they are public here.
+from connectors.errors import EnvironmentNotReadyError, FlinkJobError
 
-class FlinkJobError(Exception):
-    """Base class of every error this project raises for a user mistake or environment problem."""
-
-    def __init__(
-        self, message: str, *, resolver: str | None = None, field: str | None = None
-    ) -> None:
-        self.resolver = resolver
-        self.field = field
-        super().__init__(message)
+__all__ = [
+    "ConfigError",
+    "EnvironmentNotReadyError",
+    "FlinkJobError",
+    "IgnoredArgumentWarning",
+    "ResolverDefinitionError",
+    "StateSchemaError",
+]
 
 
 class ResolverDefinitionError(FlinkJobError, TypeError):
@@ -28,11 +30,6 @@ class StateSchemaError(FlinkJobError):
 
 class ConfigError(FlinkJobError, ValueError):
     """Configuration (conf/, flags, environment, sources) is invalid or incomplete."""
-
-
-class EnvironmentNotReadyError(FlinkJobError, RuntimeError):
-    """Something the job needs is missing: a jar, the broker, the cluster. The message says how
-    to get it (usually ``./build.sh``)."""
 
 
 class IgnoredArgumentWarning(UserWarning):

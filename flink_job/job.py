@@ -58,6 +58,7 @@ from flink_job._wire import (
 from flink_job.config import (
     JobOptions,
     SourceSettings,
+    home,
     job_identity,
     transactional_id_prefix,
 )
@@ -138,7 +139,7 @@ def flink_configuration(options: JobOptions, cluster: bool = False) -> Configura
         # Thread mode embeds libpython in the JVM; it does not read the venv's pyvenv.cfg, so
         # the venv's site-packages must be put on its path explicitly.
         config.set_string("python.pythonpath", os.pathsep.join(_site_packages()))
-        config.set_string("pipeline.jars", ";".join(j.as_uri() for j in jars.job_jars()))
+        config.set_string("pipeline.jars", ";".join(j.as_uri() for j in jars.job_jars(home())))
     elif options.python_executable:
         config.set_string("python.executable", options.python_executable)
     config.set_string("execution.checkpointing.interval", f"{options.checkpoint_interval_ms} ms")
@@ -171,7 +172,7 @@ def build_job(
 ) -> BuiltJob:
     """Build the job for the resolvers of ``target``: a .py file or a module name (loaded
     here, with its sources resolved; ``resolvers`` picks some of them), or what
-    ``launch.prepare_loaded`` already loaded and resolved."""
+    ``launch.prepare`` already loaded and resolved."""
     loaded = target if isinstance(target, Loaded) else load(target, options, resolvers)
     module, resolvers, sources = loaded.module, loaded.resolvers, loaded.sources
     file = loaded.file
@@ -228,10 +229,10 @@ def build_job(
         stream = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
         outputs.append((topic, t_env.from_data_stream(stream)))
     for topic, output in outputs:
-        name = f"sink_{_ident(topic)}"
+        table = f"sink_{_ident(topic)}"  # not `name`: that is the job's (transactional ids too)
         t_env.execute_sql(
             sink_table_ddl(
-                name,
+                table,
                 topic,
                 brokers,
                 first_props,
@@ -241,7 +242,7 @@ def build_job(
                 timestamp=topic == options.sink_topic,
             ).sql
         )
-        statements.add_insert(name, output)
+        statements.add_insert(table, output)
     statements.attach_as_datastream()
     _set_sink_uids(env, {f"sink_{_ident(t)}": uid("sink", t) for t in sink_topics})
     return BuiltJob(env, t_env, options, resolvers, sources, sink_topics, name)
@@ -414,7 +415,7 @@ def batching(options: JobOptions) -> Batching | None:
 def _batched_resolve(keyed: KeyedStream, ref: ResolverRef, batch: Batching) -> DataStream:
     from pyflink.util.java_utils import add_jars_to_context_class_loader, get_j_env_configuration
 
-    add_jars_to_context_class_loader([jars.operators_jar().as_uri()])
+    add_jars_to_context_class_loader([jars.operators_jar(home()).as_uri()])
     jvm = get_gateway().jvm
     j_stream = keyed._j_data_stream
     config = jvm.org.apache.flink.configuration.Configuration(

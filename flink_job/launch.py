@@ -12,35 +12,32 @@ from pathlib import Path
 from typing import Any
 
 from connectors.admin import check_reachable, client_config, ensure_topics
+from connectors.jars import job_jars
 from flink_job._constants import Counter
-from flink_job._rest import FlinkRest, summarize_java_error
+from flink_job._rest import (
+    TERMINAL,
+    FlinkRest,
+    explain,
+    remote_environment,
+    summarize_java_error,
+)
 from flink_job.config import (
     JobOptions,
     SourceSettings,
-    job_identity,
+    home,
     project_root,
     run_dir,
 )
 from flink_job.errors import EnvironmentNotReadyError, FlinkJobError
-from flink_job.loader import Loaded, import_target, load
-from flink_job.streams import Resolver
+from flink_job.loader import Loaded, load
 
 __all__ = ["prepare", "run_local", "start_local", "submit"]
 
 # What the progress line shows.
 COUNTERS = (Counter.EVENTS_IN, Counter.FEATURE_ROWS, Counter.DEAD_LETTERS, Counter.LATE_ARRIVALS)
-TERMINAL = {"FINISHED", "FAILED", "CANCELED", "ENDED"}
 
 
-def prepare(
-    target: str, options: JobOptions
-) -> tuple[list[Resolver[Any, Any]], dict[str, SourceSettings]]:
-    """:func:`prepare_loaded`, as (resolvers, their sources)."""
-    loaded = prepare_loaded(target, options)
-    return loaded.resolvers, loaded.sources
-
-
-def prepare_loaded(target: str, options: JobOptions) -> Loaded:
+def prepare(target: str, options: JobOptions) -> Loaded:
     """Load the target and resolve its sources (once: hand the result to ``build_job``),
     check the brokers and create missing topics."""
     loaded = load(target, options)
@@ -59,17 +56,6 @@ def prepare_loaded(target: str, options: JobOptions) -> Loaded:
         conf = client_config(brokers, s.properties, src.sasl_username, src.sasl_password)
         ensure_topics(conf, topics)
     return loaded
-
-
-def explain(cause: str) -> str:
-    """Add the fix to JVM failures users meet, in this CLI's terms."""
-    if "Cannot map checkpoint/savepoint state" in cause:
-        cause = cause.split(" If you want to allow", 1)[0]
-        cause += (
-            " The savepoint holds state of an operator this job no longer has (a removed or "
-            "renamed resolver); fix: add --allow-non-restored-state to drop that state."
-        )
-    return cause
 
 
 def _free_port() -> int:
@@ -119,11 +105,10 @@ def start_local(target: str, options: JobOptions) -> LocalJob:
     """Build the job and start it on a local MiniCluster; returns at once."""
     _local_logging()
     from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.util.exceptions import TableException
 
     from flink_job.job import build_job, flink_configuration
 
-    loaded = prepare_loaded(target, options)
+    loaded = prepare(target, options)
     port = _free_port()
     config = flink_configuration(options)
     config.set_string("rest.port", str(port))
@@ -132,12 +117,9 @@ def start_local(target: str, options: JobOptions) -> LocalJob:
     env = StreamExecutionEnvironment.get_execution_environment(config)
     try:
         job = build_job(loaded, options, env=env)
-        client = job.env.execute_async(job.name)
-    except (TableException, Exception) as e:
-        if isinstance(e, FlinkJobError):
-            raise
-        line = summarize_java_error(str(e)) or f"{type(e).__name__}: {e}"
-        raise FlinkJobError(f"could not start the job: {explain(line)}") from None
+    except Exception as e:
+        raise _start_error(e, "could not start the job") from None
+    client = _execute(job, "could not start the job")
     return LocalJob(client, FlinkRest(f"127.0.0.1:{port}"), str(client.get_job_id()))
 
 
@@ -197,10 +179,12 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
 
 
 def submit(target: str, options: JobOptions, jobmanager: str) -> str:
-    """``flink-job submit``: package the job (:mod:`flink_job.package`), check the cluster's
-    Python, build the job here and submit it through the cluster's REST endpoint with the
-    artifact's code, wheels and jars; returns the job id. No path of this machine is sent:
-    the cluster's python.executable and checkpoint directory apply unless ``options`` set them.
+    """``flink-job submit``: package the job (:mod:`flink_job.package`), build it here, refuse
+    it if a job of its name is active on the cluster, check the cluster's Python, and submit
+    it through the cluster's REST endpoint with the artifact's code, wheels and jars; returns
+    the job id. A refused submit starts nothing on the cluster (the Python check is a job
+    too). No path of this machine is sent: the cluster's python.executable and checkpoint
+    directory apply unless ``options`` set them.
     """
     import tempfile
 
@@ -209,54 +193,28 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
     _local_logging()
     rest = FlinkRest(jobmanager)
     rest.get("/overview")  # one clear line if the cluster is not there
-    resolvers, _ = prepare(target, options)
-    # Refused before anything runs on the cluster (the Python check below is a job too).
-    refuse_duplicate(rest, job_identity(options.job_name, import_target(target).__name__))
-    python = python_settings(jobmanager, options)
+    loaded = prepare(target, options)
+    python = python_settings(rest, options)
     with tempfile.TemporaryDirectory(prefix="flink-job-submit-") as tmp:
         artifact = package(target, Path(tmp) / "artifact", options)
+        job = _build_for_cluster(loaded, options, jobmanager, artifact, python)
+        rest.refuse_duplicate(job.name)
         check_cluster_python(jobmanager, options, python, artifact.spec["python"]["version"])
-        job_id = _submit_artifact(target, options, jobmanager, artifact, resolvers, python)
-    _wait_running(rest, job_id)
+        rest.refuse_duplicate(job.name)  # again: the check took a while
+        job_id = str(_execute(job, "could not submit the job").get_job_id())
+    rest.wait_running(job_id)
     return job_id
 
 
-def _remote_env(jobmanager: str, config: Any, jars: list[Path], options: JobOptions) -> Any:
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.java_gateway import get_gateway
-
-    host, _, port = jobmanager.rpartition(":")
-    gateway = get_gateway()
-    jvm = gateway.jvm
-    jar_files = gateway.new_array(jvm.String, len(jars))
-    for i, jar in enumerate(jars):
-        jar_files[i] = str(jar)
-    settings = jvm.org.apache.flink.runtime.jobgraph.SavepointRestoreSettings
-    restore = (
-        settings.forPath(options.from_savepoint, options.allow_non_restored_state)
-        if options.from_savepoint
-        else settings.none()
-    )
-    # get_execution_environment() would start a local MiniCluster; the remote environment
-    # submits through the cluster's REST endpoint and uploads the jars and files with the job.
-    # Explicit restore settings: the remote environment ignores
-    # execution.state-recovery.ignore-unclaimed-state from the configuration.
-    remote = jvm.org.apache.flink.streaming.api.environment.RemoteStreamEnvironment
-    j_env = remote(
-        host or "localhost", int(port or 8081), config._j_configuration, jar_files, None, restore
-    )
-    return StreamExecutionEnvironment(j_env)
-
-
-def _submit_artifact(
-    target: str,
+def _build_for_cluster(
+    loaded: Loaded,
     options: JobOptions,
     jobmanager: str,
     artifact: Any,
-    resolvers: list[Resolver[Any, Any]],
     python: dict[str, str],
-) -> str:
-    from connectors.jars import job_jars
+) -> Any:
+    """The job, built here on an environment that submits to ``jobmanager`` (nothing runs
+    until it is executed)."""
     from flink_job.entry import attach
     from flink_job.job import build_job, flink_configuration
 
@@ -266,39 +224,32 @@ def _submit_artifact(
     # The jars where they live here, not the temporary artifact's copies: they are also loaded
     # into this process's classloader, which outlives the submission (a later submit in the
     # same process would look for a deleted file).
-    jars = job_jars()
-    env = _remote_env(jobmanager, config, jars, options)
+    jars = job_jars(home())
+    env = remote_environment(
+        jobmanager, config, jars, options.from_savepoint, options.allow_non_restored_state
+    )
     attach(env, artifact, jars=False)
     env.add_jars(*(j.as_uri() for j in jars))
     try:
-        job = build_job(target, options, env=env, resolvers=resolvers)
-        refuse_duplicate(FlinkRest(jobmanager), job.name)
-        client = job.env.execute_async(job.name)
+        return build_job(loaded, options, env=env)
     except Exception as e:
-        if isinstance(e, FlinkJobError):
-            raise
-        line = summarize_java_error(str(e)) or f"{type(e).__name__}: {e}"
-        raise FlinkJobError(f"could not submit the job: {explain(line)}") from None
-    return str(client.get_job_id())
+        raise _start_error(e, "could not submit the job") from None
 
 
-# Job states in which a job still holds (or will hold again) its consumer groups and
-# transactional ids. A job being cancelled is ending: not counted.
-ACTIVE = frozenset(
-    {"INITIALIZING", "CREATED", "RUNNING", "FAILING", "RESTARTING", "RECONCILING", "SUSPENDED"}
-)
+def _execute(job: Any, failed: str) -> Any:
+    """Start the built ``job`` under its name; returns its ``JobClient``."""
+    try:
+        return job.env.execute_async(job.name)
+    except Exception as e:
+        raise _start_error(e, failed) from None
 
 
-def refuse_duplicate(rest: Any, name: str) -> None:
-    """Refuse to start a job named ``name`` while one of that name is active on the cluster:
-    both would use the same consumer groups and transactional ids (config.job_identity)."""
-    for j in rest.get("/jobs/overview").get("jobs", []):
-        if j.get("name") == name and j.get("state") in ACTIVE:
-            raise FlinkJobError(
-                f"job {name!r} is already {j['state'].lower()} on this cluster (job id "
-                f"{j['jid']}); a second one would share its consumer groups and Kafka "
-                "transactional ids; fix: stop it first, or give this job another --job-name"
-            )
+def _start_error(e: Exception, failed: str) -> FlinkJobError:
+    """``e`` if it is ours, else one line with the JVM's cause and its fix."""
+    if isinstance(e, FlinkJobError):
+        return e
+    line = summarize_java_error(str(e)) or f"{type(e).__name__}: {e}"
+    return FlinkJobError(f"{failed}: {explain(line)}")
 
 
 PROBE_NAME = "flink-job: python check"
@@ -321,11 +272,11 @@ def probe(_):
 PYTHON_SETTINGS = ("python.executable", "python.pythonpath")
 
 
-def python_settings(jobmanager: str, options: JobOptions) -> dict[str, str]:
+def python_settings(rest: FlinkRest, options: JobOptions) -> dict[str, str]:
     """The job's Python settings: ``--python-executable`` alone if given, else the cluster's."""
     if options.python_executable:
         return {"python.executable": options.python_executable}
-    found = {k: _cluster_setting(jobmanager, k) for k in PYTHON_SETTINGS}
+    found = {k: rest.setting(k) for k in PYTHON_SETTINGS}
     return {k: v for k, v in found.items() if v}
 
 
@@ -361,7 +312,7 @@ def check_cluster_python(
         config.set_string(key, value)
     config.set_string("restart-strategy.type", "none")
     config.set_string("pipeline.name", PROBE_NAME)
-    env = _remote_env(jobmanager, config, [], JobOptions())
+    env = remote_environment(jobmanager, config, [])
     env.set_parallelism(1)
     namespace: dict[str, Any] = {"__name__": "flink_job_python_probe"}
     exec(_PROBE, namespace)
@@ -391,13 +342,6 @@ def check_cluster_python(
     return found[0]
 
 
-def _cluster_setting(jobmanager: str, key: str) -> str | None:
-    for entry in FlinkRest(jobmanager).get("/jobmanager/config"):
-        if entry.get("key") == key:
-            return str(entry.get("value"))
-    return None
-
-
 def _probe_cause(e: Exception) -> str:
     text = str(e)
     if "error=2" in text or "No such file or directory" in text:
@@ -405,31 +349,3 @@ def _probe_cause(e: Exception) -> str:
     if "No module named 'pyflink'" in text or "No module named 'pemja'" in text:
         return "it lacks apache-flink (No module named 'pyflink')"
     return summarize_java_error(text) or f"{type(e).__name__}"
-
-
-def _wait_running(rest: Any, job_id: str, timeout: float = 90.0, settle: float = 2.0) -> None:
-    """Return once every task of the job has run for ``settle`` seconds; raise with the root
-    cause if it fails first (e.g. a savepoint holding state of a removed resolver, or restored
-    state that does not fit the state class, which fails on the first message after the
-    tasks switch to RUNNING)."""
-    deadline = time.monotonic() + timeout
-    running_since: float | None = None
-    while time.monotonic() < deadline:
-        job = rest.job(job_id)
-        state = job.get("state")
-        if state == "RUNNING" and all(v["status"] == "RUNNING" for v in job.get("vertices", [])):
-            running_since = running_since or time.monotonic()
-            if time.monotonic() - running_since >= settle:
-                return
-            time.sleep(0.5)
-            continue
-        running_since = None
-        # Region failover restarts failed tasks while the job stays RUNNING: look at the
-        # job's exceptions whenever not every task runs.
-        cause = explain(rest.root_cause(job_id) or "see the cluster logs")
-        # Restarts cannot fix these: report now instead of after every restart attempt.
-        deterministic = ("Cannot map", "StateSchemaError")
-        if state in ("FAILED", "FAILING", "CANCELED") or any(d in cause for d in deterministic):
-            raise FlinkJobError(f"job {job_id} {state.lower()}: {cause}")
-        time.sleep(1)
-    raise FlinkJobError(f"job {job_id} did not reach RUNNING within {timeout:.0f}s")

@@ -32,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from flink_job.config import JobOptions, conf_path, run_dir
+from flink_job.config import JobOptions, conf_path, home, run_dir
 from flink_job.errors import ConfigError, EnvironmentNotReadyError
 from flink_job.loader import import_target
 
@@ -180,7 +180,7 @@ def package(
         )
         (tmp / "jars").mkdir()
         jar_names = []
-        for jar in [*job_jars(), *map(Path, jars)]:
+        for jar in [*job_jars(home()), *map(Path, jars)]:
             if not jar.is_file():
                 raise ConfigError(f"jar {jar} does not exist; fix: pass an existing jar")
             shutil.copy(jar, tmp / "jars" / jar.name)

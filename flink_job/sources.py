@@ -11,38 +11,11 @@ import dataclasses
 import datetime
 import re
 from collections.abc import Mapping
-from typing import Any
 
+from connectors.secret import Secret
 from flink_job.errors import ConfigError
 
 __all__ = ["KafkaSource", "Secret"]
-
-
-class Secret:
-    """A string that never shows itself: ``repr``/``str`` print ``'****'``."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself, for the Kafka client configuration only."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('****')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Secret, (self._value,))
 
 
 _SECRET_FIELDS = (

@@ -15,6 +15,14 @@ import pydantic
 import pydantic_core
 
 from flink_job._core import (
+    DLQ_ERROR_CLASS,
+    DLQ_ERROR_MESSAGE,
+    DLQ_RESOLVER,
+    DLQ_SOURCE_OFFSET,
+    DLQ_SOURCE_PARTITION,
+    DLQ_SOURCE_TOPIC,
+    DLQ_VALUE_TRUNCATED,
+    HEADER_RESOLVER,
     LATE,
     SKIP,
     Applied,
@@ -27,7 +35,23 @@ from flink_job._core import (
 from flink_job.loader import collect_resolvers
 from flink_job.streams import runs_in
 
-__all__ = ["ReplayResult", "replay"]
+# The types replay returns and the header names of dead letters and feature rows are public
+# here (defined in flink_job._core, which the job's operators share).
+__all__ = [
+    "DLQ_ERROR_CLASS",
+    "DLQ_ERROR_MESSAGE",
+    "DLQ_RESOLVER",
+    "DLQ_SOURCE_OFFSET",
+    "DLQ_SOURCE_PARTITION",
+    "DLQ_SOURCE_TOPIC",
+    "DLQ_VALUE_TRUNCATED",
+    "HEADER_RESOLVER",
+    "DeadLetter",
+    "FeatureRow",
+    "RawMessage",
+    "ReplayResult",
+    "replay",
+]
 
 
 @dataclasses.dataclass

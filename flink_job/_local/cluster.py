@@ -2,7 +2,8 @@
 
 JobManager + TaskManager are the pip package's own scripts (``pyflink/bin``), configured by
 ``conf/flink/config.yaml`` (copied, with paths filled in, to ``.run/flink/conf``); logs and
-pid files live in ``.run/flink``. REST listens on 127.0.0.1:8081.
+pid files live in ``.run/flink``. REST listens on ``_constants.REST_ADDRESS`` (localhost:8081).
+Operations on the running cluster (jobs, savepoints) are :mod:`flink_job._rest`'s.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from flink_job._constants import REST_ADDRESS
 from flink_job._rest import FlinkRest
 from flink_job.config import project_root, run_dir
 from flink_job.errors import EnvironmentNotReadyError
@@ -26,11 +28,10 @@ __all__ = [
     "start",
     "start_taskmanager",
     "stop",
-    "stop_with_savepoint",
     "taskmanager_pids",
 ]
 
-REST = "localhost:8081"
+REST = REST_ADDRESS
 
 
 def rest_address() -> str:
@@ -189,31 +190,3 @@ def stop() -> None:
         os.kill(pid, signal.SIGKILL)
     for f in _run_dir().glob("flink-*.pid"):
         f.unlink()
-
-
-def stop_with_savepoint(
-    job_id: str, savepoint_dir: str, jobmanager: str = REST, timeout: float = 180.0
-) -> str:
-    """Stop ``job_id`` with a canonical savepoint in ``savepoint_dir``; return its path."""
-    rest = FlinkRest(jobmanager)
-    target = Path(savepoint_dir).resolve().as_uri() if "://" not in savepoint_dir else savepoint_dir
-    trigger = rest.call(
-        "POST",
-        f"/jobs/{job_id}/stop",
-        {"targetDirectory": target, "drain": False, "formatType": "CANONICAL"},
-    )["request-id"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = rest.get(f"/jobs/{job_id}/savepoints/{trigger}")
-        if status["status"]["id"] == "COMPLETED":
-            op = status.get("operation", {})
-            if "failure-cause" in op:
-                cause = op["failure-cause"].get("stack-trace", "")
-                from flink_job._rest import summarize_java_error
-
-                raise EnvironmentNotReadyError(
-                    f"stop with savepoint failed: {summarize_java_error(cause)}"
-                )
-            return str(op["location"])
-        time.sleep(1)
-    raise EnvironmentNotReadyError(f"no savepoint within {timeout:.0f}s for job {job_id}")

@@ -27,10 +27,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+from connectors.admin import serves_metadata
 from connectors.jars import kafka_broker_classpath
-from flink_job.config import project_root, run_dir
+from flink_job.config import home, project_root, run_dir
 from flink_job.errors import EnvironmentNotReadyError
 
 __all__ = ["bootstrap_servers", "is_running", "start", "stop"]
@@ -110,23 +110,8 @@ def _port_open(timeout: float = 1.0) -> bool:
 
 def _serves_metadata(timeout: float) -> bool:
     """Whether a metadata request succeeds (a TCP connect if confluent_kafka is missing)."""
-    try:
-        from confluent_kafka.admin import AdminClient
-    except ImportError:
-        return _port_open(timeout)
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers(),
-        "socket.timeout.ms": max(1000, int(timeout * 1000)),
-        # Connection errors while the broker starts are expected: do not log them.
-        "error_cb": lambda _err: None,
-        "log_level": 0,
-    }
-    admin = AdminClient(config)
-    try:
-        md = admin.list_topics(timeout=timeout)
-    except Exception:
-        return False
-    return bool(md.brokers)
+    served = serves_metadata(bootstrap_servers(), timeout)
+    return _port_open(timeout) if served is None else served
 
 
 def is_running() -> bool:
@@ -195,7 +180,7 @@ def _java() -> str:
 
 
 def _jvm(run: Path) -> list[str]:
-    classpath = os.pathsep.join(str(p) for p in kafka_broker_classpath())
+    classpath = os.pathsep.join(str(p) for p in kafka_broker_classpath(home()))
     return [
         _java(),
         *_JVM_OPTS,

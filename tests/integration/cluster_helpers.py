@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+from flink_job._constants import REST_ADDRESS
 from flink_job._rest import FlinkRest
 
 ROOT = Path(__file__).resolve().parents[2]
-REST = FlinkRest("localhost:8081")
+REST = FlinkRest(REST_ADDRESS)
 
 
 def cli(*args: str, conf: Path, check: bool = True) -> subprocess.CompletedProcess[str]:

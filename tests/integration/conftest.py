@@ -59,6 +59,31 @@ class JobProcess:
         self._fh.close()
 
 
+def events_source(kafka: str, folder: Path, partitions: int) -> tuple[str, Path]:
+    """A fresh source topic and a conf in ``folder`` whose ``[sources.events]`` reads it, with
+    its own dead-letter topic: ``(topic, conf)``."""
+    from tests.integration.kafka_io import create_topic, unique
+
+    topic = unique("events")
+    create_topic(kafka, topic, partitions=partitions)
+    conf = folder / "flink-job.toml"
+    conf.write_text(
+        f'[kafka]\nbootstrap_servers = "{kafka}"\n'
+        f'[sources.events]\ntopic = "{topic}"\ndead_letter_queue_topic = "{unique("dlq")}"\n'
+    )
+    return topic, conf
+
+
+@pytest.fixture
+def topics(kafka: str, tmp_path: Path) -> tuple[str, str, Path]:
+    """:func:`events_source` with 2 partitions, and a fresh sink topic name:
+    ``(source, sink, conf)``."""
+    from tests.integration.kafka_io import unique
+
+    source, conf = events_source(kafka, tmp_path, partitions=2)
+    return source, unique("features"), conf
+
+
 @pytest.fixture(scope="module")
 def cluster(kafka: str) -> str:
     """The standalone Flink cluster (started once; a no-op when it is already running)."""

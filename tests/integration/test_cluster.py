@@ -20,18 +20,6 @@ from tests.integration.conftest import APPS
 from tests.integration.kafka_io import create_topic, produce, read_all, unique
 
 
-@pytest.fixture
-def topics(kafka: str, tmp_path: Path):
-    source, sink = unique("events"), unique("features")
-    create_topic(kafka, source, partitions=2)
-    conf = tmp_path / "flink-job.toml"
-    conf.write_text(
-        f'[kafka]\nbootstrap_servers = "{kafka}"\n'
-        f'[sources.events]\ntopic = "{source}"\ndead_letter_queue_topic = "{unique("dlq")}"\n'
-    )
-    return source, sink, conf
-
-
 def _per_user(rows) -> dict[str, list[int]]:
     out: dict[str, list[int]] = defaultdict(list)
     for r in rows:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from flink_job._rest import FlinkRest
-from tests.integration.cluster_helpers import ROOT
+from tests.integration.cluster_helpers import REST, ROOT
 
 
 def flink_job(*args: str) -> subprocess.CompletedProcess[str]:
@@ -24,11 +23,11 @@ def test_cluster_start_with_taskmanagers_and_slots() -> None:
     try:
         done = flink_job("cluster", "start", "--taskmanagers", "2", "--slots", "2")
         assert done.returncode == 0, done.stderr
-        overview = FlinkRest("localhost:8081").get("/overview")
+        overview = REST.get("/overview")
         assert (overview["taskmanagers"], overview["slots-total"]) == (2, 4)
         # A no-op when enough run.
         again = flink_job("cluster", "start", "--taskmanagers", "2", "--slots", "2")
         assert again.returncode == 0, again.stderr
-        assert FlinkRest("localhost:8081").get("/overview")["taskmanagers"] == 2
+        assert REST.get("/overview")["taskmanagers"] == 2
     finally:
         flink_job("cluster", "stop")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration import cluster_helpers as ch
-from tests.integration.conftest import APPS, wait_for
+from tests.integration.conftest import APPS, events_source, wait_for
 from tests.integration.foreign_cluster import ForeignCluster
 from tests.integration.kafka_io import create_topic, produce, read_all, unique
 
@@ -49,14 +49,7 @@ def foreign(workdir: Path, kafka: str) -> Iterator[ForeignCluster]:
 
 @pytest.fixture
 def source(kafka: str, tmp_path: Path) -> tuple[str, Path]:
-    topic = unique("events")
-    create_topic(kafka, topic, partitions=4)
-    conf = tmp_path / "flink-job.toml"
-    conf.write_text(
-        f'[kafka]\nbootstrap_servers = "{kafka}"\n'
-        f'[sources.events]\ntopic = "{topic}"\ndead_letter_queue_topic = "{unique("dlq")}"\n'
-    )
-    return topic, conf
+    return events_source(kafka, tmp_path, partitions=4)
 
 
 def cli(
@@ -87,6 +80,42 @@ def submit(cluster: ForeignCluster, conf: Path, *flags: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def stop(cluster: ForeignCluster, job: str, conf: Path) -> str:
+    """``flink-job stop`` with a savepoint; returns the savepoint's path."""
+    done = cli(
+        "stop",
+        job,
+        "--jobmanager",
+        f"localhost:{cluster.rest_port}",
+        "--savepoint-dir",
+        str(cluster.base / "savepoints"),
+        conf=conf,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()
+
+
+def package(artifact: Path, sink: str, job_name: str, conf: Path) -> str:
+    """``flink-job package`` of the app, reading from earliest; returns the printed command."""
+    done = cli(
+        "package",
+        APP,
+        "-o",
+        str(artifact),
+        "--sink-topic",
+        sink,
+        "--starting-offsets",
+        "earliest",
+        "--checkpoint-interval",
+        "1s",
+        "--job-name",
+        job_name,
+        conf=conf,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
 def counts(kafka: str, topic: str, expect: int) -> dict[str, list[int]]:
     rows = read_all(kafka, topic, expect=expect, timeout=180)
     out: dict[str, list[int]] = defaultdict(list)
@@ -107,7 +136,6 @@ def job_names(cluster: ForeignCluster) -> list[str]:
 
 def test_submit_stop_with_savepoint_and_rescale_2_to_1_and_4(foreign, kafka, source, tmp_path):
     topic, conf = source
-    rest = f"localhost:{foreign.rest_port}"
     produce(kafka, topic, ch.events(users=USERS, per_user=5))
     sink = unique("features")
     job = submit(
@@ -128,17 +156,7 @@ def test_submit_stop_with_savepoint_and_rescale_2_to_1_and_4(foreign, kafka, sou
     shown = json.dumps([foreign.rest.get(f"/jobs/{job}/config"), details])
     assert str(ROOT.parent) not in shown, shown
     assert {v["maxParallelism"] for v in details["vertices"]} == {128}, details["vertices"]
-    done = cli(
-        "stop",
-        job,
-        "--jobmanager",
-        rest,
-        "--savepoint-dir",
-        str(foreign.base / "savepoints"),
-        conf=conf,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    savepoint = done.stdout.strip()
+    savepoint = stop(foreign, job, conf)
 
     produce(kafka, topic, ch.events(users=USERS, per_user=5, start=5))
     # Both restores start from the one savepoint and write to the same sink (its uid derives
@@ -162,16 +180,7 @@ def test_submit_stop_with_savepoint_and_rescale_2_to_1_and_4(foreign, kafka, sou
         assert counts(kafka, sink, expect=rows) == expected
         assert max(v["parallelism"] for v in foreign.rest.job(job)["vertices"]) == int(parallelism)
         # Stopped with a savepoint (not cancelled): no open transaction holds back readers.
-        done = cli(
-            "stop",
-            job,
-            "--jobmanager",
-            rest,
-            "--savepoint-dir",
-            str(foreign.base / "savepoints"),
-            conf=conf,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        stop(foreign, job, conf)
 
 
 def ch_wait_gone(cluster: ForeignCluster, job: str) -> None:
@@ -187,23 +196,7 @@ def test_packaged_artifact_runs_with_the_distributions_flink_run(foreign, kafka,
     sink = unique("features")
     create_topic(kafka, sink)
     artifact = tmp_path / "artifact"
-    done = cli(
-        "package",
-        APP,
-        "-o",
-        str(artifact),
-        "--sink-topic",
-        sink,
-        "--starting-offsets",
-        "earliest",
-        "--checkpoint-interval",
-        "1s",
-        "--job-name",
-        unique("flink-run"),
-        conf=conf,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    printed = done.stdout.strip().splitlines()[-1]
+    printed = package(artifact, sink, unique("flink-run"), conf)
     assert printed.split()[1:3] == ["run", "-d"] and printed.endswith(f"-py {artifact}/main.py")
     produce(kafka, topic, ch.events(users=USERS, per_user=4))
     # The distribution's own CLI and the cluster's Python (no flink-job, no pydantic), in the
@@ -269,22 +262,7 @@ def test_application_mode_runs_the_artifact_through_python_driver(foreign, kafka
     sink = unique("features")
     create_topic(kafka, sink)
     artifact = tmp_path / "artifact"
-    done = cli(
-        "package",
-        APP,
-        "-o",
-        str(artifact),
-        "--sink-topic",
-        sink,
-        "--starting-offsets",
-        "earliest",
-        "--checkpoint-interval",
-        "1s",
-        "--job-name",
-        unique("application"),
-        conf=conf,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    package(artifact, sink, unique("application"), conf)
     produce(kafka, topic, ch.events(users=USERS, per_user=3))
     env = foreign.env("application", rest=8191, rpc=6233)
     try:

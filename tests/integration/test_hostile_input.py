@@ -15,8 +15,7 @@ import os
 import signal
 from typing import Any
 
-from flink_job._core import DLQ_VALUE_TRUNCATED, DeadLetter, RawMessage
-from flink_job.testing import replay
+from flink_job.testing import DLQ_VALUE_TRUNCATED, DeadLetter, RawMessage, replay
 from tests.integration.conftest import APPS
 from tests.integration.kafka_io import create_topic, produce, read_all, unique
 

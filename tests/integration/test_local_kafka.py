@@ -10,8 +10,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.jars import project_root
 from flink_job._local import kafka as local_kafka
+from flink_job.config import project_root
 
 pytestmark = pytest.mark.integration
 

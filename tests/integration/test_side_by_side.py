@@ -105,23 +105,19 @@ def test_two_jobs_on_defaults_with_a_same_named_resolver_count_exactly(cluster, 
         assert all(ch.state(j) == "RUNNING" for j in jobs)
 
         # A second job of a running module would share its groups and transactional ids.
-        before = _resolver_jobs()
+        before = _jobs()
         again = ch.cli("submit", str(last_app), "--sink-topic", sink, conf=last_conf, check=False)
         assert again.returncode != 0
         assert "already running on this cluster" in again.stderr
         assert "--job-name" in again.stderr
-        # No resolver job was started. (submit's cluster Python check, a finished
-        # one-element job, runs before the job is built and refused.)
-        assert _resolver_jobs() == before
+        # Nothing was started on the cluster: the job is built and refused before submit's
+        # cluster Python check (a one-element job) would run.
+        assert _jobs() == before
     finally:
         for j in jobs:
             ch.cancel(j)
 
 
-def _resolver_jobs() -> list[str]:
-    """Ids of the cluster's jobs other than submit's Python checks."""
-    return sorted(
-        j["jid"]
-        for j in ch.REST.get("/jobs/overview")["jobs"]
-        if j["name"] != "flink-job: python check"
-    )
+def _jobs() -> list[str]:
+    """Ids of every job the cluster knows (running or ended)."""
+    return sorted(j["jid"] for j in ch.REST.jobs())

@@ -1,4 +1,4 @@
-"""The target is loaded and its sources resolved once: what ``launch.prepare_loaded`` loads is
+"""The target is loaded and its sources resolved once: what ``launch.prepare`` loads is
 what ``job.build_job`` compiles (no second import, no second resolution)."""
 
 from __future__ import annotations

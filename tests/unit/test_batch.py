@@ -11,36 +11,19 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, field
 
 import pytest
-from pydantic import BaseModel
 
+from examples.logins import LoginEvent, LoginState, User
 from flink_job import KafkaSource, State
 from flink_job._batch import BatchStep
 from flink_job._core import Decoded, RawMessage, ResolverCore
-from flink_job.features import Features, features
+from flink_job.features import Features
 from flink_job.streams import stream
 from flink_job.testing import replay
 
 SOURCE = KafkaSource(name="logins", topic="logins")
 UNKEYABLE = "\x00flink-job:unkeyable"
-
-
-class LoginEvent(BaseModel):
-    user_id: str
-    ip_address: str
-
-
-@features
-class User:
-    id: str
-    unique_ip_count: int
-
-
-@dataclass
-class LoginState:
-    unique_ips: set[str] = field(default_factory=set)
 
 
 @stream(source=SOURCE, keys={"user_id": User.id})

@@ -25,14 +25,13 @@ from flink_job import (
     State,
     feature,
 )
-from flink_job._core import RawMessage
 from flink_job._state_codec import StateCodec
 from flink_job.describe import describe_resolvers
 from flink_job.errors import IgnoredArgumentWarning
 from flink_job.features import Features, Primary, features
 from flink_job.loader import for_environment
 from flink_job.streams import stream
-from flink_job.testing import replay
+from flink_job.testing import RawMessage, replay
 
 SOURCE = KafkaSource(name="logins")
 UTC = dt.UTC

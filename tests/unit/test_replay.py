@@ -1,13 +1,18 @@
 """flink_job.testing.replay: the job's per-message semantics, in-process."""
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from pydantic import BaseModel
 
+from examples import logins
+from examples.logins import LoginEvent, LoginState, User, track_unique_ips
 from flink_job import KafkaSource, State
-from flink_job._core import (
+from flink_job._core import canonical_key
+from flink_job.features import Features, Primary, features
+from flink_job.streams import stream
+from flink_job.testing import (
     DLQ_ERROR_CLASS,
     DLQ_ERROR_MESSAGE,
     DLQ_RESOLVER,
@@ -15,43 +20,17 @@ from flink_job._core import (
     DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC,
     RawMessage,
-    canonical_key,
+    replay,
 )
-from flink_job.features import Features, Primary, features
-from flink_job.streams import stream
-from flink_job.testing import replay
 
-SOURCE = KafkaSource(name="logins")
-
-
-class LoginEvent(BaseModel):
-    user_id: str
-    ip_address: str
-
-
-@features
-class User:
-    id: str
-    unique_ip_count: int
+# The seed's resolver, defined once for tests, examples and docs.
+SOURCE = logins.source
 
 
 @features
 class Org:
     id: str
     members: int
-
-
-@dataclass
-class LoginState:
-    unique_ips: set[str] = field(default_factory=set)
-
-
-@stream(source=SOURCE, keys={"user_id": User.id})
-def track_unique_ips(
-    event: LoginEvent, state: State[LoginState]
-) -> Features[User.id, User.unique_ip_count]:
-    state.unique_ips.add(event.ip_address)
-    return User(id=event.user_id, unique_ip_count=len(state.unique_ips))
 
 
 def login(user: str, ip: str) -> LoginEvent:
