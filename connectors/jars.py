@@ -40,61 +40,51 @@ def jar_dir(home: Home, kind: str) -> Path:
 
 
 def kafka_connector_jar(home: Home) -> Path:
-    """The Flink Kafka SQL connector jar.
-
-    ``FLINK_JOB_KAFKA_CONNECTOR_JAR`` overrides the jar in ``build/jars/flink``.
-
-    Returns:
-        The path of the jar.
-
-    Raises:
-        EnvironmentNotReadyError: The jar is missing.
-    """
-    env = os.environ.get("FLINK_JOB_KAFKA_CONNECTOR_JAR")
-    if env:
-        jar = Path(env).expanduser()
-        if not jar.is_file():
-            raise EnvironmentNotReadyError(
-                f"FLINK_JOB_KAFKA_CONNECTOR_JAR={env} does not exist; "
-                "fix: point it at the jar, or unset it to use the jar fetched by ./build.sh"
-            )
-        return jar.resolve()
-    folder = jar_dir(home, "flink")
-    found = sorted(folder.glob("flink-sql-connector-kafka-*.jar"))
-    if not found:
-        raise EnvironmentNotReadyError(
-            f"the Flink Kafka connector jar (flink-sql-connector-kafka-*.jar) is missing from "
-            f"{folder}, found through {home[1]}; fix: {_fix(home)}"
-        )
-    return found[-1]
+    """The Flink Kafka SQL connector jar's path: ``FLINK_JOB_KAFKA_CONNECTOR_JAR``, else the
+    one in ``build/jars/flink`` (EnvironmentNotReadyError if missing)."""
+    return _find_jar(
+        home,
+        "FLINK_JOB_KAFKA_CONNECTOR_JAR",
+        "to use the jar fetched by ./build.sh",
+        "flink",
+        "the Flink Kafka connector jar",
+        "flink-sql-connector-kafka-*.jar",
+        f", found through {home[1]}",
+    )
 
 
 def operators_jar(home: Home) -> Path:
-    """The job's own operators (``flink-job-operators-*.jar``, from ``connectors/java``).
+    """The path of the job's own operators jar (from ``connectors/java``):
+    ``FLINK_JOB_OPERATORS_JAR``, else the one in ``build/jars/operators``
+    (EnvironmentNotReadyError if missing)."""
+    return _find_jar(
+        home,
+        "FLINK_JOB_OPERATORS_JAR",
+        f"and {_fix(home)}",
+        "operators",
+        "the flink-job operators jar",
+        "flink-job-operators-*.jar",
+    )
 
-    ``FLINK_JOB_OPERATORS_JAR`` overrides the jar in ``build/jars/operators``.
 
-    Returns:
-        The path of the jar.
-
-    Raises:
-        EnvironmentNotReadyError: The jar is missing.
-    """
-    env = os.environ.get("FLINK_JOB_OPERATORS_JAR")
+def _find_jar(
+    home: Home, env_var: str, unset: str, kind: str, what: str, pattern: str, where: str = ""
+) -> Path:
+    """The jar ``env_var`` names, else the newest ``pattern`` in ``build/jars/<kind>``;
+    EnvironmentNotReadyError naming the fix if there is none."""
+    env = os.environ.get(env_var)
     if env:
         jar = Path(env).expanduser()
         if not jar.is_file():
             raise EnvironmentNotReadyError(
-                f"FLINK_JOB_OPERATORS_JAR={env} does not exist; "
-                f"fix: point it at the jar, or unset it and {_fix(home)}"
+                f"{env_var}={env} does not exist; fix: point it at the jar, or unset it {unset}"
             )
         return jar.resolve()
-    folder = jar_dir(home, "operators")
-    found = sorted(folder.glob("flink-job-operators-*.jar"))
+    folder = jar_dir(home, kind)
+    found = sorted(folder.glob(pattern))
     if not found:
         raise EnvironmentNotReadyError(
-            f"the flink-job operators jar (flink-job-operators-*.jar) is missing from "
-            f"{folder}; fix: {_fix(home)}"
+            f"{what} ({pattern}) is missing from {folder}{where}; fix: {_fix(home)}"
         )
     return found[-1]
 
