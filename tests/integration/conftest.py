@@ -84,6 +84,21 @@ def topics(kafka: str, tmp_path: Path) -> tuple[str, str, Path]:
     return source, unique("features"), conf
 
 
+@pytest.fixture(autouse=True)
+def _no_job_left_on_the_cluster(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test on the local cluster, cancel what it left active: a job of the same name
+    would be refused by the next test's submit (a failed test may leave one restarting)."""
+    yield
+    if "cluster" not in request.fixturenames:
+        return
+    from flink_job._rest import ACTIVE
+    from tests.integration import cluster_helpers as ch
+
+    for j in ch.REST.jobs():
+        if j.get("state") in ACTIVE:
+            ch.cancel(j["jid"])
+
+
 @pytest.fixture(scope="module")
 def cluster(kafka: str) -> str:
     """The standalone Flink cluster (started once; a no-op when it is already running)."""
