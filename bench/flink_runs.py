@@ -37,7 +37,14 @@ def _env(mode: str):  # type: ignore[no-untyped-def]
     from flink_job.config import JobOptions
     from flink_job.job import flink_configuration
 
-    config = flink_configuration(JobOptions(execution_mode=mode, checkpoint_interval_ms=60_000))
+    import os
+
+    # FLINK_JOB_BENCH_BACKEND=rocksdb|hashmap: the state backend (default: the job's default).
+    backend = os.environ.get("FLINK_JOB_BENCH_BACKEND")
+    options = JobOptions(execution_mode=mode, checkpoint_interval_ms=60_000)
+    if backend:
+        options = dataclasses.replace(options, state_backend=backend)
+    config = flink_configuration(options)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         config.set_string("rest.port", str(s.getsockname()[1]))
