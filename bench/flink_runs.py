@@ -31,13 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _env(mode: str):  # type: ignore[no-untyped-def]
+    import os
+
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
     from flink_job.config import JobOptions
     from flink_job.job import flink_configuration
-
-    import os
 
     # FLINK_JOB_BENCH_BACKEND=rocksdb|hashmap: the state backend (default: the job's default).
     backend = os.environ.get("FLINK_JOB_BENCH_BACKEND")
