@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import OrderedDict
 from typing import Any
 
 from flink_job._core import LATE, Applied, DeadLetter, RawMessage, ResolverCore, step
@@ -52,7 +53,9 @@ class _BatchStore:
     exactly the state before the failed message.
     """
 
-    def __init__(self, core: ResolverCore, cache: dict[str, tuple[Any, bytes | None]]) -> None:
+    def __init__(
+        self, core: ResolverCore, cache: OrderedDict[str, tuple[Any, bytes | None]]
+    ) -> None:
         self._core = core
         self._cache = cache
         self.good: dict[str, bytes | None] = {}
@@ -94,7 +97,10 @@ class BatchStep:
         # Keyed by a Python key selector (flink_job._runtime.KeyOf): the events it decoded,
         # taken instead of decoding again (a miss decodes again; the key is re-checked anyway).
         self._handoff = handoff
-        self._cache: dict[str, tuple[Any, bytes | None]] = {}
+        # Least recently used first. An OrderedDict: evicting the first entry of a plain dict
+        # (del d[next(iter(d))]) scans the deleted slots before it, O(n) per eviction, which
+        # made every event of a many-key stream ~10 us slower.
+        self._cache: OrderedDict[str, tuple[Any, bytes | None]] = OrderedDict()
 
     @classmethod
     def from_spec(cls, spec: bytes) -> BatchStep:
@@ -220,7 +226,7 @@ class BatchStep:
             obj = store.objects.get(key)
             if obj is not None:
                 if len(cache) >= self.CACHE_SIZE:
-                    del cache[next(iter(cache))]  # the least recently used key
+                    cache.popitem(last=False)  # the least recently used key
                 cache[key] = (obj, good)
         return b"".join(
             [_ANSWER.pack(len(states), len(rows), len(dead), skipped, late), *states, *rows, *dead]

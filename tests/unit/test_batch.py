@@ -283,3 +283,16 @@ def test_one_key_many_times_in_a_batch_with_dead_letters_and_a_failed_encode_bet
     core = ResolverCore(mends)
     assert {k: core.load_state(b) for k, b in stored.items()} == expected.states
     assert core.load_state(stored["hot"]).ips == ["1", "2", "3", "mend", "4", "5", "mend", "6"]
+
+
+def test_the_state_cache_keeps_the_most_recently_used_keys_and_results_stay_replays():
+    core = ResolverCore(picky)
+    batch = BatchStep(core, "logins")
+    batch.CACHE_SIZE = 2
+    messages = [_msg(i, f"u{i % 5}", str(i)) for i in range(40)]
+    stored: dict[str, bytes | None] = {}
+    rows, _, stored = run_batched(picky, messages, 3, stored=stored, batch=batch)
+    expected = replay(picky, messages)
+    assert rows == [(r.key, r.value) for r in expected.records]
+    assert {k: core.load_state(b) for k, b in stored.items()} == expected.states
+    assert list(batch._cache) == ["u3", "u4"]  # the last used: u3 (message 38), u4 (39)
