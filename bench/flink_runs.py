@@ -31,13 +31,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _env(mode: str):  # type: ignore[no-untyped-def]
+    import os
+
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
     from flink_job.config import JobOptions
     from flink_job.job import flink_configuration
 
-    config = flink_configuration(JobOptions(execution_mode=mode, checkpoint_interval_ms=60_000))
+    # FLINK_JOB_BENCH_BACKEND=rocksdb|hashmap: the state backend (default: the job's default).
+    backend = os.environ.get("FLINK_JOB_BENCH_BACKEND")
+    options = JobOptions(execution_mode=mode, checkpoint_interval_ms=60_000)
+    if backend:
+        options = dataclasses.replace(options, state_backend=backend)
+    config = flink_configuration(options)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         config.set_string("rest.port", str(s.getsockname()[1]))
