@@ -20,8 +20,8 @@ def main() -> None:
     from pyflink.table import StreamTableEnvironment
 
     from flink_job.config import JobOptions
-    from flink_job.launch import _free_port
     from flink_job.job import flink_configuration
+    from flink_job.launch import _free_port
 
     bootstrap, source, sink, delivery = sys.argv[1:5]
     config = flink_configuration(

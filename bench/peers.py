@@ -106,6 +106,8 @@ def thread_group(name: str) -> str:
         return "keyed operator/Python"
     if name.startswith(("kafka-producer", "Sink", "Writer", "features")):
         return "sink"
+    if name.startswith("AsyncOperations"):
+        return "checkpoints"
     if name.startswith(("GC ", "G1 ", "C1 ", "C2 ", "VM ", "Sweeper")):
         return "GC/JIT/VM"
     return "other"
@@ -163,7 +165,9 @@ def top_threads(before: dict[str, float], after: dict[str, float], k: int = 8) -
 # ---- one run ----------------------------------------------------------------------------------
 
 
-def _command(variant: str, bootstrap: str, src: str, sink: str, work: Path) -> tuple[list[str], dict[str, str], Path]:
+def _command(
+    variant: str, bootstrap: str, src: str, sink: str, work: Path
+) -> tuple[list[str], dict[str, str], Path]:
     """The subprocess of ``variant``: argv, extra environment, working directory."""
     project = [sys.executable, "-m", "bench.peer_project", src, sink]
     if variant.startswith("project"):
@@ -172,7 +176,11 @@ def _command(variant: str, bootstrap: str, src: str, sink: str, work: Path) -> t
         return [*project, delivery, batch], {}, ROOT
     if variant.startswith("flink-sql"):
         delivery = "at-least-once" if variant.endswith("ALO") else "exactly-once"
-        return [sys.executable, "-m", "bench.peer_flink_sql", bootstrap, src, sink, delivery], {}, ROOT
+        return (
+            [sys.executable, "-m", "bench.peer_flink_sql", bootstrap, src, sink, delivery],
+            {},
+            ROOT,
+        )
     from bench import peers_env
 
     python = str(peers_env.python())
@@ -184,6 +192,7 @@ def _command(variant: str, bootstrap: str, src: str, sink: str, work: Path) -> t
     argv = [python, "-m", "bytewax.run", "peer_bytewax:flow", "-w", "1"]
     if variant == "bytewax recovery":
         recovery = work / "recovery"
+        recovery.mkdir()
         subprocess.run(
             [python, "-m", "bytewax.recovery", str(recovery), "1"], check=True, timeout=120
         )
@@ -439,7 +448,8 @@ def print_table(summary: dict[str, Any], goals: dict[str, Any]) -> None:
         print(
             f"{variant:<24} {_fmt(s['events_per_s']):>9} "
             f"{_fmt(s['ratio_to_project_batched_alo'], '.2f'):>6} "
-            f"{_fmt(s['cpu_us_per_event'], '.1f'):>9} {_fmt(s['broker_cpu_us_per_event'], '.1f'):>7} "
+            f"{_fmt(s['cpu_us_per_event'], '.1f'):>9} "
+            f"{_fmt(s['broker_cpu_us_per_event'], '.1f'):>7} "
             f"{_fmt(s['reader_cpu_us_per_event'], '.1f'):>7}  "
             f"{s['verified_rounds']}/{s['rounds']}"
         )
@@ -495,8 +505,8 @@ def main() -> int:
     values = events(args.events, args.keys)
     ips: dict[str, set[str]] = {}
     for v in values:
-        e = json.loads(v)
-        ips.setdefault(e["user_id"], set()).add(e["ip_address"])
+        event = json.loads(v)
+        ips.setdefault(event["user_id"], set()).add(event["ip_address"])
     truth = {u: len(s) for u, s in ips.items()}
     out = Path(args.out)
     logs = out / "peers-logs"
@@ -516,7 +526,13 @@ def main() -> int:
             runs[variant].append(r)
             shown = _fmt(r.get("events_per_s"))
             status = "verified" if r["verified"] else f"NOT VERIFIED ({r.get('error')})"
-            print(f"round {round_no + 1} {variant}: {shown} events/s, {status}", file=sys.stderr)
+            print(
+                f"round {round_no + 1} {variant}: {shown} events/s, "
+                f"CPU {_fmt(r.get('cpu_us_per_event'), '.1f')} µs/event "
+                f"(broker {_fmt(r.get('broker_cpu_us_per_event'), '.1f')}), "
+                f"startup {_fmt(r.get('startup_s'), '.1f')} s, {status}",
+                file=sys.stderr,
+            )
     summary = summarize(runs)
     goals = targets(summary)
     result = {
