@@ -533,7 +533,28 @@ def main() -> int:
                 f"startup {_fmt(r.get('startup_s'), '.1f')} s, {status}",
                 file=sys.stderr,
             )
-    summary = summarize(runs)
+            _write(out, args, loads, started, runs)  # partial results survive an interruption
+    result = _write(out, args, loads, started, runs)
+    summary, goals = result["summary"], result["targets"]
+    print(
+        f"{args.events} events, {args.keys} keys, {args.rounds} rounds; load average (1 min) "
+        f"{min(x[0] for x in loads):.1f}-{max(x[0] for x in loads):.1f}; "
+        f"{result['seconds'] / 60:.1f} min\n"
+    )
+    print_table(summary, goals)
+    return 0 if all(s["all_verified"] for s in summary.values()) else 1
+
+
+def _write(
+    out: Path,
+    args: argparse.Namespace,
+    loads: list[list[float]],
+    started: float,
+    runs: dict[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    from bench import peers_env
+
+    summary = summarize({v: r for v, r in runs.items() if r})
     goals = targets(summary)
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -548,13 +569,7 @@ def main() -> int:
         "runs": runs,
     }
     (out / "peers.json").write_text(json.dumps(result, indent=2))
-    print(
-        f"{args.events} events, {args.keys} keys, {args.rounds} rounds; load average (1 min) "
-        f"{min(x[0] for x in loads):.1f}-{max(x[0] for x in loads):.1f}; "
-        f"{result['seconds'] / 60:.1f} min\n"
-    )
-    print_table(summary, goals)
-    return 0 if all(s["all_verified"] for s in summary.values()) else 1
+    return result
 
 
 if __name__ == "__main__":
