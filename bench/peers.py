@@ -241,11 +241,15 @@ def run_variant(
     src, sink = f"peers-in-{run}", f"peers-out-{slug}-{run}"
     ensure_topics({"bootstrap.servers": bootstrap}, [src, sink])
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    for i, v in enumerate(values):
-        producer.produce(src, v)
-        if i % 10000 == 0:
-            producer.poll(0)
-    producer.flush(120)
+    for v in values:
+        while True:
+            try:
+                producer.produce(src, v)
+                break
+            except BufferError:  # the client's queue is full: let it deliver
+                producer.poll(0.1)
+    if producer.flush(300):
+        raise RuntimeError(f"could not preload {src}")
     n = len(values)
     work = logs / f"{slug}-{run}"
     work.mkdir(parents=True, exist_ok=True)
