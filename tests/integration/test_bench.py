@@ -88,7 +88,10 @@ def test_peers_command_verifies_every_variant_and_reports_rates_and_cpu(kafka, t
     for variant, s in summary.items():
         assert s["all_verified"] and s["verified_rounds"] == 1, variant
         assert s["events_per_s"] > 0 and s["ratio_to_project_batched_alo"] > 0, variant
-        assert s["cpu_us_per_event"] > 0 and s["broker_cpu_us_per_event"] > 0, variant
+        # CPU is sampled at the first and the last row; on 2,000 events a transactional
+        # peer may commit all its rows at once, within one clock tick: present, maybe 0.
+        assert s["cpu_us_per_event"] >= 0 and s["broker_cpu_us_per_event"] >= 0, variant
+        assert s["reader_cpu_us_per_event"] >= 0, variant
     # Where the JVM's CPU goes (per thread, from /proc): this project's source and keyed
     # operator threads both show up; Flink SQL's JVM is measured too (a small run may not
     # give each of its threads a clock tick).
@@ -96,6 +99,7 @@ def test_peers_command_verifies_every_variant_and_reports_rates_and_cpu(kafka, t
     assert groups["source"] > 0 and groups["keyed operator/Python"] > 0, groups
     assert sum(summary["flink-sql ALO"]["jvm_cpu_us_per_event"].values()) > 0
     base = summary["project batched ALO"]
+    assert base["cpu_us_per_event"] > 0 and base["broker_cpu_us_per_event"] > 0
     assert base["ratio_to_project_batched_alo"] == 1.0
     assert 0 < base["latency_p50_s"] <= base["latency_p99_s"]
     assert all(r["rows"] >= 2000 for runs in results["runs"].values() for r in runs)
