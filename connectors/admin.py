@@ -81,7 +81,11 @@ def ensure_topics(
 
     errors: list[Any] = []
     try:
-        admin = AdminClient({**conf, "error_cb": errors.append})  # type: ignore[dict-item]
+        # librdkafka's informational lines (e.g. BGQUEUE when the client is destroyed with
+        # events unserved) would reach the CLI's stderr: warnings and errors only.
+        admin = AdminClient(
+            {"log_level": 4, **conf, "error_cb": errors.append}  # type: ignore[dict-item]
+        )
     except KafkaException as e:
         raise EnvironmentNotReadyError(
             f"invalid Kafka client settings for {conf.get('bootstrap.servers')}: "

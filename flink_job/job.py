@@ -418,15 +418,24 @@ def batching(options: JobOptions) -> Batching | None:
     return Batching(options.batch_size, options.batch_time_ms)
 
 
+def _ships_operators_jar(pipeline_jars: str) -> bool:
+    """Whether ``pipeline.jars`` (``;``-separated URIs) already holds the operators jar (then
+    env.add_jars put it on the client's class loader too)."""
+    names = (uri.rstrip("/").rsplit("/", 1)[-1] for uri in pipeline_jars.split(";") if uri)
+    return any(n.startswith("flink-job-operators-") and n.endswith(".jar") for n in names)
+
+
 def _batched_resolve(keyed: KeyedStream, ref: ResolverRef, batch: Batching) -> DataStream:
     from pyflink.util.java_utils import add_jars_to_context_class_loader, get_j_env_configuration
 
-    add_jars_to_context_class_loader([jars.operators_jar(home()).as_uri()])
     jvm = get_gateway().jvm
     j_stream = keyed._j_data_stream
     config = jvm.org.apache.flink.configuration.Configuration(
         get_j_env_configuration(j_stream.getExecutionEnvironment())
     )
+    if not _ships_operators_jar(str(config.toMap().get("pipeline.jars") or "")):
+        # A packaged job (flink_job.entry) ships the artifact's copy and has no build/ here.
+        add_jars_to_context_class_loader([jars.operators_jar(home()).as_uri()])
     spec = json.dumps(dataclasses.asdict(ref)).encode()
     operator = jvm.flinkjob.operators.BatchedResolveOperator(
         config,
