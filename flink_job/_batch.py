@@ -135,13 +135,12 @@ class BatchStep:
             buf = bytes(buf)
         n_keys, n_records = _HEAD.unpack_from(buf, 0)
         pos = _HEAD.size
-        view = memoryview(buf)
         store = _BatchStore(core, self._cache)
         keys: list[str] = []
         initial: list[bytes | None] = []
         for _ in range(n_keys):
             key, pos = _str(buf, pos)
-            stored, pos = _bytes(view, pos)
+            stored, pos = _slice(buf, pos)
             keys.append(key)
             initial.append(stored)
             store.start(key, stored)
@@ -159,27 +158,15 @@ class BatchStep:
         for i in range(n_records):
             k, absent, partition, offset, timestamp = record_at(buf, pos)
             pos += _RECORD_SIZE
-            (n,) = i32_at(buf, pos)
-            pos += 4
-            if n < 0:
-                rkey = None
-            else:
-                rkey = buf[pos : pos + n]
-                pos += n
-            (n,) = i32_at(buf, pos)
-            pos += 4
-            if n < 0:
-                value = None
-            else:
-                value = buf[pos : pos + n]
-                pos += n
+            rkey, pos = _slice(buf, pos)
+            value, pos = _slice(buf, pos)
             (n_headers,) = i32_at(buf, pos)
             pos += 4
             if n_headers:
                 header_list: list[tuple[str, bytes]] = []
                 for _ in range(n_headers):
                     header_name, pos = _str(buf, pos)
-                    hv, pos = _bytes(view, pos)
+                    hv, pos = _slice(buf, pos)
                     header_list.append((header_name, hv if hv is not None else b""))
                 headers = no_headers if absent & ABSENT_HEADERS else tuple(header_list)
             else:
@@ -251,12 +238,13 @@ def _rows(out: Applied) -> list[Any]:
     return [] if out.row is None else [out.row]
 
 
-def _bytes(view: memoryview, pos: int) -> tuple[bytes | None, int]:
-    (n,) = _I32.unpack_from(view, pos)
+def _slice(buf: bytes, pos: int) -> tuple[bytes | None, int]:
+    """A length-framed field of ``buf`` at ``pos`` (length -1: None) and the position after."""
+    (n,) = _I32.unpack_from(buf, pos)
     pos += 4
     if n < 0:
         return None, pos
-    return view[pos : pos + n].tobytes(), pos + n
+    return buf[pos : pos + n], pos + n
 
 
 def _str(buf: bytes, pos: int) -> tuple[str, int]:
