@@ -505,7 +505,14 @@ def main() -> int:
             print(f"bench.peers: {e}", file=sys.stderr)
             return 2
     bootstrap = kafka.start()
-    broker_pid = int((kafka._run_dir() / "kafka.pid").read_text().split()[0])
+    broker_pid = kafka._broker_pid()
+    if broker_pid is None:  # a broker on the port that another checkout started
+        print(
+            f"bench.peers: the broker at {bootstrap} is not this checkout's (its CPU cannot be "
+            "measured); fix: stop it and let the benchmark start the local one",
+            file=sys.stderr,
+        )
+        return 2
     values = events(args.events, args.keys)
     ips: dict[str, set[str]] = {}
     for v in values:
