@@ -45,6 +45,10 @@ def _env(mode: str):  # type: ignore[no-untyped-def]
     if backend:
         options = dataclasses.replace(options, state_backend=backend)
     config = flink_configuration(options)
+    # FLINK_JOB_BENCH_OBJECT_REUSE=false: the job without object reuse (an A/B of that setting).
+    reuse = os.environ.get("FLINK_JOB_BENCH_OBJECT_REUSE")
+    if reuse:
+        config.set_string("pipeline.object-reuse", reuse)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         config.set_string("rest.port", str(s.getsockname()[1]))

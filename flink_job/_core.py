@@ -226,10 +226,8 @@ class ResolverCore:
         self._call = resolver.call
         self._timestamp = resolver.timestamp
         self._deadline_ms = resolver.source.late_arrival_deadline_ms
-
-    @property
-    def stateful(self) -> bool:
-        return self._state is not None
+        # A plain attribute, not a property: step() reads it for every message.
+        self.stateful = resolver.state is not None
 
     # -- decode -----------------------------------------------------------------------------
     def decode(self, msg: RawMessage) -> Decoded | DeadLetter | Skip:

@@ -195,6 +195,8 @@ class _Handoff:
 
     def take(self, resolver: str, value: tuple[Any, ...]) -> tuple[Decoded, RawMessage] | None:
         """The entry for message tuple ``value`` (see flink_job._wire) if it is that message."""
+        if not self._items:  # nothing handed off (see take_at); every message keyed on the JVM
+            return None
         absent = value[MSG_ABSENT]
         return self.take_at(
             resolver,
@@ -209,6 +211,10 @@ class _Handoff:
     ) -> tuple[Decoded, RawMessage] | None:
         """The entry for the record at ``partition``/``offset`` if it has exactly this record
         ``key`` and ``value`` (None: absent)."""
+        # Without the lock: a message's entry is put before the message leaves the key
+        # selector, so it is there before the keyed operator takes it.
+        if not self._items:
+            return None
         with self._lock:
             entry = self._items.pop((resolver, partition, offset), None)
             if entry is None:
@@ -359,12 +365,12 @@ class _Counters:
         group = runtime_context.get_metrics_group()
         self._flink = [group.counter(name) for name in self.FIELDS]
         self.counts = [0] * len(self.FIELDS)
-        self._next_flush = 0.0
+        self.next_flush = 0.0  # time.monotonic() from which on the next flush is due
 
     def maybe_flush(self, force: bool = False) -> None:
         now = time.monotonic()
-        if force or now >= self._next_flush:
-            self._next_flush = now + 0.5
+        if force or now >= self.next_flush:
+            self.next_flush = now + 0.5
             counts = self.counts
             for i, (counter, n) in enumerate(zip(self._flink, counts, strict=True)):
                 if n:
@@ -447,20 +453,22 @@ class Resolve(KeyedProcessFunction):
     def process_element(self, value: tuple[Any, ...], ctx: KeyedProcessFunction.Context) -> Any:
         core = self._core
         assert core is not None
-        counts = self._counters.counts
+        counters = self._counters
+        counts = counters.counts
         counts[_EVENTS_IN] += 1
-        self._counters.maybe_flush()
+        if time.monotonic() >= counters.next_flush:  # checked here: a call per event costs
+            counters.maybe_flush()
         handoff = self._handoff
         handed = None if handoff is None else handoff.take(self.ref.name, value)
         if handed is not None:
             # The very decoded message the key was computed from: routed by its key.
             d, msg = handed
-            out = step(core, msg, self._store, decoded=d)
+            out = step(core, msg, self._store, None, d)
         else:
             # Decode again and check the key it was routed by, on every path: a message is
             # never applied to another key's state.
             msg = raw_message(value, self.ref.topic)
-            out = step(core, msg, self._store, routed_key=ctx.get_current_key())
+            out = step(core, msg, self._store, ctx.get_current_key())
         if isinstance(out, Applied):
             for row in out.rows:
                 counts[_FEATURE_ROWS] += 1
