@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
+    from bench.topics import preload, use_source_topic, workload_options
     from bench.workload import events
     from connectors.admin import ensure_topics
     from flink_job._local import kafka
-    from flink_job.config import JobOptions
     from flink_job.launch import start_local
 
     n, keys = int(sys.argv[1]), int(sys.argv[2])
@@ -67,33 +67,15 @@ def main() -> None:
     run = uuid.uuid4().hex[:6]
     src, sink = f"bench-in-{run}", f"bench-out-{run}"
     ensure_topics({"bootstrap.servers": bootstrap}, [src, sink])
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})  # latency probes
     values = events(n, keys)
     truth: dict[str, set[str]] = {}
     for v in values:
         e = json.loads(v)
         truth.setdefault(e["user_id"], set()).add(e["ip_address"])
-    for i, v in enumerate(values):
-        producer.produce(src, v)
-        if i % 10000 == 0:
-            producer.poll(0)
-    producer.flush(60)
-
-    conf = ROOT / ".run" / f"bench-{run}.toml"
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(f'[sources.bench-logins]\ntopic = "{src}"\n')
-    import os
-
-    os.environ["FLINK_JOB_CONF"] = str(conf)
-    options = JobOptions.from_conf(
-        job_name=f"bench-{run}",
-        sink_topic=sink,
-        starting_offsets="earliest",
-        checkpoint_interval_ms=1000,
-        state_backend=backend,
-        delivery=delivery,
-        batch_size=batch_size,
-    )
+    preload(bootstrap, src, values)
+    use_source_topic(run, src)
+    options = workload_options(run, sink, delivery, backend, batch_size)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,

@@ -10,7 +10,6 @@ default) and runs until it is terminated. The benchmark reads and verifies the r
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,23 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    from flink_job.config import JobOptions
+    from bench.topics import use_source_topic, workload_options
     from flink_job.launch import start_local
 
     source, sink, delivery, batch = sys.argv[1:5]
-    conf = ROOT / ".run" / f"bench-{sink}.toml"
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(f'[sources.bench-logins]\ntopic = "{source}"\n')
-    os.environ["FLINK_JOB_CONF"] = str(conf)
-    options = JobOptions.from_conf(
-        job_name=f"bench-{sink}",
-        sink_topic=sink,
-        starting_offsets="earliest",
-        checkpoint_interval_ms=1000,
-        state_backend="hashmap",
-        delivery=delivery,
-        batch_size=None if batch == "default" else int(batch),
-    )
+    use_source_topic(sink, source)
+    batch_size = None if batch == "default" else int(batch)
+    options = workload_options(sink, sink, delivery, "hashmap", batch_size)
     start_local(str(ROOT / "bench" / "workload.py"), options)
     print(f"batch_size={options.batch_size}", flush=True)
     while True:  # the job runs on this process's MiniCluster until the benchmark ends it

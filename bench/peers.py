@@ -234,22 +234,15 @@ def run_variant(
 ) -> dict[str, Any]:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
+    from bench.topics import preload
     from connectors.admin import ensure_topics
 
     run = uuid.uuid4().hex[:6]
     slug = variant.replace(" ", "-").replace("/", "")
     src, sink = f"peers-in-{run}", f"peers-out-{slug}-{run}"
     ensure_topics({"bootstrap.servers": bootstrap}, [src, sink])
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    for v in values:
-        while True:
-            try:
-                producer.produce(src, v)
-                break
-            except BufferError:  # the client's queue is full: let it deliver
-                producer.poll(0.1)
-    if producer.flush(300):
-        raise RuntimeError(f"could not preload {src}")
+    preload(bootstrap, src, values)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})  # latency probes
     n = len(values)
     work = logs / f"{slug}-{run}"
     work.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -76,8 +75,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from confluent_kafka import Producer
-
+    from bench.topics import preload, use_source_topic
     from bench.workload import events
     from connectors.admin import ensure_topics
     from flink_job._local import cluster, kafka
@@ -87,16 +85,8 @@ def main() -> int:
     cluster.start(taskmanagers=2, slots=1)
     src = f"bench-scale-in-{uuid.uuid4().hex[:6]}"
     ensure_topics({"bootstrap.servers": bootstrap}, [src], partitions=2)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    for i, value in enumerate(events(args.events, args.keys)):
-        producer.produce(src, value)
-        if i % 10000 == 0:
-            producer.poll(0)
-    producer.flush(60)
-    conf = ROOT / ".run" / f"bench-scale-{src}.toml"
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(f'[sources.bench-logins]\ntopic = "{src}"\n')
-    os.environ["FLINK_JOB_CONF"] = str(conf)
+    preload(bootstrap, src, events(args.events, args.keys))
+    use_source_topic(f"scale-{src}", src)
     rates: dict[int, list[float]] = {1: [], 2: []}
     try:
         for r in range(args.rounds):
