@@ -185,10 +185,10 @@ class BatchStep:
                 if handoff is None
                 else handoff.take_at(name, partition, offset, msg.key, msg.value)
             )
-            out = step(core, msg, store, routed_key=keys[k], decoded=handed and handed[0])
+            out = step(core, msg, store, keys[k], handed and handed[0])
             if isinstance(out, Applied):
-                for row in _rows(out):
-                    ts = getattr(row, "timestamp", None)
+                for row in out.rows:
+                    ts = row.timestamp
                     key_bytes, value_bytes = row.key, row.value
                     if key_bytes is None:
                         rows.append(
@@ -228,14 +228,6 @@ class BatchStep:
 
 
 _I64 = struct.Struct(">q").pack
-
-
-def _rows(out: Applied) -> list[Any]:
-    """The feature rows of a message (one, or none)."""
-    rows = getattr(out, "rows", None)
-    if rows is not None:
-        return list(rows)
-    return [] if out.row is None else [out.row]
 
 
 def _slice(buf: bytes, pos: int) -> tuple[bytes | None, int]:

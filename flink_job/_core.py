@@ -123,9 +123,13 @@ class FeatureRow:
         return result
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Decoded:
-    """A message that parsed: its state key, the event and the key feature values."""
+    """A message that parsed: its state key, the event and the key feature values.
+
+    Internal, and not frozen on purpose: a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__``, ~0.4 us per message here. Nothing changes one after it
+    is made."""
 
     key: str
     event: Any
