@@ -10,6 +10,7 @@ import importlib
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -396,7 +397,8 @@ class _FlinkStore:
     def __init__(self, core: ResolverCore, cell: StateCell) -> None:
         self._core = core
         self._cell = cell
-        self._cache: dict[str, tuple[Any, bytes | None]] = {}
+        # Least recently used first; an OrderedDict evicts in O(1) (see flink_job._batch).
+        self._cache: OrderedDict[str, tuple[Any, bytes | None]] = OrderedDict()
         self._stored: bytes | None = None  # what the key being processed had stored
 
     def load(self, key: str) -> Any:
@@ -412,7 +414,7 @@ class _FlinkStore:
             self._cell.set(encoded)
         cache = self._cache
         if len(cache) >= self.SIZE:
-            del cache[next(iter(cache))]  # the least recently used key
+            cache.popitem(last=False)  # the least recently used key
         cache[key] = (state, encoded)
 
     def discard(self, key: str) -> None:
