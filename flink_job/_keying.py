@@ -4,8 +4,9 @@ The job keys every message by :func:`flink_job._core.canonical_key` of its re-ke
 the general case a Python key selector computes it (decode + validate + read the path), which
 costs an extra Python operator and a second crossing between Java and Python per message. For
 the common case - one key, a plain ``str`` field reached through plain pydantic models, no
-``parse=`` - the key is exactly the JSON string at that path, so the SQL projection in front of
-the keyed operator computes it with ``JSON_VALUE`` instead, and the Python side only checks it.
+``parse=`` - the key is exactly the JSON string at that path, so a JVM function in front of
+the keyed operator reads it (``flinkjob.operators.JsonStateKey``, ``connectors/java``) and
+the Python side only checks it.
 
 This module decides which case a resolver is in. It is pure Python (no pyflink).
 """
@@ -19,7 +20,7 @@ from flink_job._core import state_key
 from flink_job._types import is_model, without_none
 from flink_job.streams import Resolver
 
-__all__ = ["CLEAN_JSON_REGEX", "json_key_defaults", "json_key_path"]
+__all__ = ["json_key_defaults", "json_key_path"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Model settings under which a validated string can differ from the JSON text.
@@ -61,27 +62,6 @@ def json_key_path(resolver: Resolver[Any, Any]) -> str | None:
         else:
             model = inner
     return "$." + ".".join(path)
-
-
-# Jackson (JSON_VALUE) refuses what Python's json module writes and pydantic reads: NaN,
-# Infinity, numbers over 1,000 digits. The document without them: every match of this Java
-# regex, in order, joined (REGEXP_EXTRACT_ALL of group 1; Flink's REGEXP_REPLACE takes no
-# group references). Matches without group 1 are object members and array elements whose
-# value is such a token or any number (the key is a string): dropped. Strings are matched
-# whole (possessive), so nothing inside a string is ever touched, and the members along the
-# key path keep their string value.
-_STR = r'"(?:[^"\\]|\\.)*+"'
-_BAD = r"(?:NaN|-?Infinity|-?[0-9][0-9.eE+-]*+)"
-_WS = r"[ \t\n\r]*+"
-CLEAN_JSON_REGEX = "|".join(
-    [
-        f",{_WS}{_STR}{_WS}:{_WS}{_BAD}",  # , "member": BAD
-        f"{_STR}{_WS}:{_WS}{_BAD}{_WS},?",  # "member": BAD ,
-        f",{_WS}{_BAD}",  # , BAD (array element)
-        f"{_BAD}{_WS},?",  # BAD , (first array element)
-        f'([^",NI0-9-]++|{_STR}|[\\s\\S])',  # everything else: kept
-    ]
-)
 
 
 _NOT_STR = object()

@@ -324,8 +324,8 @@ class KeyOf(KeySelector, _PythonKeyed):
 
 
 class FallbackKey(MapFunction, _PythonKeyed):
-    """JVM keying's fallback: a message whose key the SQL projection could not give with
-    certainty (see flink_job.job.resolver_stream) is keyed here, in Python, exactly as the
+    """JVM keying's fallback: a message whose key the JVM function could not give with
+    certainty (see flink_job.job._keyed_on_the_jvm) is keyed here, in Python, exactly as the
     Python key selector would: ``Row(state key, message)``."""
 
     def __init__(self, ref: ResolverRef) -> None:

@@ -20,7 +20,7 @@ def _keyed(r: Resolver[Any, Any]) -> str:
     if not r.keys:
         return "kafka record key"
     path = json_key_path(r)
-    return f"on the JVM (JSON_VALUE {path})" if path else "in Python (key selector)"
+    return f"on the JVM (the string at {path})" if path else "in Python (key selector)"
 
 
 def describe_resolvers(resolvers: list[Resolver[Any, Any]]) -> list[dict[str, Any]]:

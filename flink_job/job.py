@@ -29,7 +29,7 @@ from typing import Any
 
 from pyflink.common import Configuration
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream import DataStream, OutputTag, StreamExecutionEnvironment
 from pyflink.datastream.data_stream import KeyedStream
 from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment, Table
@@ -37,23 +37,18 @@ from pyflink.table import StreamTableEnvironment, Table
 from connectors import jars
 from connectors.kafka_tables import sink_table_ddl, source_table_ddl
 from flink_job._constants import MAX_MESSAGE_BYTES, RESTART_ATTEMPTS, RESTART_DELAY
-from flink_job._core import ESCAPE
-from flink_job._keying import CLEAN_JSON_REGEX, json_key_defaults, json_key_path
+from flink_job._keying import json_key_defaults, json_key_path
 from flink_job._runtime import FallbackKey, KeyOf, Resolve, ResolverRef
 from flink_job._wire import (
-    BYTES,
     DEAD_LETTERS,
     DEAD_TYPE,
-    HEADERS_TYPE,
     KEY_TYPE,
     MSG_SQL,
     MSG_TYPE,
     ROW_FIELDS,
     ROW_SQL,
     ROW_TYPE,
-    TS_MS_SQL,
     UNKEYABLE,
-    msg_sql,
 )
 from flink_job.config import (
     JobOptions,
@@ -264,9 +259,9 @@ def resolver_stream(
     (:func:`_batched_resolve`), else PyFlink's per-record ``KeyedProcessFunction``
     (:class:`flink_job._runtime.Resolve`). Both keep the same state, uid and outputs.
 
-    When ``ref.keyed_in_java`` the SQL projection computes the state key (``JSON_VALUE``, see
-    :mod:`flink_job._keying`) and the keyed operator is the only Python operator; otherwise a
-    Python key selector (``<resolver>/key``) computes it.
+    When ``ref.keyed_in_java`` a JVM function computes the state key (see
+    :func:`_keyed_on_the_jvm` and :mod:`flink_job._keying`) and the keyed operator is the only
+    Python operator; otherwise a Python key selector (``<resolver>/key``) computes it.
     """
     if ref.keyed_in_java:
         keyed = _keyed_on_the_jvm(t_env, table, ref)
@@ -285,97 +280,42 @@ def resolver_stream(
     )
 
 
-# The UNKEYABLE state key as a SQL expression (it starts with a NUL character).
-UNKEYABLE_SQL = "CONCAT(CHR(0), " + "'" + UNKEYABLE[1:].replace("'", "''") + "')"
-# Leading characters that flink_job._core.state_key escapes (with ESCAPE, CHR(1)).
-_ESCAPED_STARTS = ("\ufeff", "\ufffe", ESCAPE)
-
-
 def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRef) -> KeyedStream:
-    """Key by ``JSON_VALUE`` in the SQL projection, exactly as Python would key.
+    """Key by the string at the key path, on the JVM, exactly as Python would key.
 
-    Per message, on the JVM: over the size limit -> UNKEYABLE (a dead letter). Else the
-    string at the key path, from the message or, when Jackson cannot read it (NaN, Infinity,
-    numbers over 1,000 digits), from the message without its numeric members
-    (CLEAN_JSON_REGEX); a string that is not valid Unicode (a lone surrogate) -> UNKEYABLE,
-    one starting with U+FEFF, U+FFFE or ESCAPE -> escaped as state_key does. A member absent
-    along the path -> the key its default gives (json_key_defaults), UNKEYABLE for a
-    required one; present but null or not a string -> UNKEYABLE (pydantic refuses it too).
-    Only a message that Jackson cannot read even then is keyed in Python (FallbackKey).
+    One SQL projection builds the message tuple (as for Python keying); the JVM function
+    ``flinkjob.operators.JsonStateKey`` (``connectors/java``) reads each message once with
+    Jackson and gives its state key: the string at the path (``state_key``-escaped; the
+    last of duplicate members, as pydantic reads them), the default's key when a member on
+    the path is absent, and UNKEYABLE only for a message pydantic refuses anyway (no value,
+    over the size limit, not an object, null or no string on the path, a lone surrogate).
+    What Jackson cannot read goes to Python (FallbackKey), which decides.
     """
-    path = ref.json_key_path
-    limit = ref.max_message_bytes or MAX_MESSAGE_BYTES
-    name = _ident(ref.name)
-    cols = "k, v, `partition`, `offset`, headers, ts_ms"
-    # Stage 1: the document (never one over the size limit: its character count is at most
-    # its byte count) and its key, parsed once; the record timestamp as epoch ms.
-    stage1 = t_env.sql_query(
-        f"SELECT {cols}, doc, JSON_VALUE(doc, '{path}') AS jv FROM (SELECT "
-        f"k, v, `partition`, `offset`, headers, {TS_MS_SQL} AS ts_ms, "
-        f"CASE WHEN CHAR_LENGTH(CAST(v AS STRING)) <= {limit} THEN CAST(v AS STRING) END "
-        f"AS doc FROM {table})"
+    messages = t_env.to_append_stream(t_env.sql_query(f"SELECT {MSG_SQL} FROM {table}"), MSG_TYPE)
+    assert ref.json_key_path is not None
+    spec = json.dumps(
+        {
+            "path": ref.json_key_path.removeprefix("$.").split("."),
+            "defaults": [key for _, key in ref.json_key_defaults],
+            "limit": ref.max_message_bytes or MAX_MESSAGE_BYTES,
+            "unkeyable": UNKEYABLE,
+        }
     )
-    raw = ["k", "v", "partition", "offset", "headers", "ts_ms"]
-    raw_types = [BYTES, BYTES, Types.INT(), Types.LONG(), HEADERS_TYPE, Types.LONG()]
-    _materialize(
-        t_env,
-        stage1,
-        f"jvmkey1_{name}",
-        Types.ROW_NAMED([*raw, "doc", "jv"], [*raw_types, KEY_TYPE, KEY_TYPE]),
-    )
-    starts = ", ".join(_sql_str(c) for c in _ESCAPED_STARTS)
-
-    def absent(d: str) -> str:
-        return " ".join(
-            f"WHEN NOT JSON_EXISTS({d}, '{prefix}') THEN "
-            f"{UNKEYABLE_SQL if key is None else _sql_str(key)}"
-            for prefix, key in ref.json_key_defaults
-        )
-
-    def checked(k: str) -> str:
-        return (
-            f"CASE WHEN DECODE(ENCODE({k}, 'UTF-8'), 'UTF-8') <> {k} THEN {UNKEYABLE_SQL} "
-            f"WHEN SUBSTR({k}, 1, 1) IN ({starts}) THEN CONCAT(CHR(1), {k}) ELSE {k} END"
-        )
-
-    clean = f"ARRAY_JOIN(REGEXP_EXTRACT_ALL(doc, {_sql_str(CLEAN_JSON_REGEX)}, 1), '')"
-    jv2 = f"JSON_VALUE({clean}, '{path}')"
-    # A member absent along the path: its default's key; present but null or no string:
-    # UNKEYABLE (pydantic refuses it too). The cleaned document only when Jackson cannot read
-    # the message itself.
-    state_key = (
-        f"CASE WHEN doc IS NULL THEN {UNKEYABLE_SQL} "
-        f"WHEN jv IS NOT NULL THEN {checked('jv')} "
-        f"WHEN JSON_EXISTS(doc, 'lax $') THEN CASE {absent('doc')} ELSE {UNKEYABLE_SQL} END "
-        f"WHEN {jv2} IS NOT NULL THEN {checked(jv2)} "
-        f"WHEN JSON_EXISTS({clean}, 'lax $') THEN CASE {absent(clean)} ELSE {UNKEYABLE_SQL} END "
-        "END"
-    )
-    # Stage 2: the state key (NULL: keyed in Python), computed once per message.
-    stage2 = t_env.sql_query(f"SELECT {state_key} AS state_key, {cols} FROM jvmkey1_{name}")
-    _materialize(
-        t_env,
-        stage2,
-        f"jvmkey2_{name}",
-        Types.ROW_NAMED(["state_key", *raw], [KEY_TYPE, *raw_types]),
-    )
-    # Stage 3: one read of the source, split in two (two queries on the Kafka table would
-    # read it twice; a DataStream turned back into a table is shared).
+    jvm = _operators_jvm(messages._j_data_stream)
+    fallback_tag = OutputTag(f"flink-job-key-fallback-{ref.name}", MSG_TYPE)
+    j_fallback = fallback_tag.get_java_output_tag()
     keyed_type = Types.ROW_NAMED(["state_key", "msg"], [KEY_TYPE, MSG_TYPE])
-    on_jvm = t_env.to_append_stream(
-        t_env.sql_query(
-            f"SELECT state_key, ROW({msg_sql('ts_ms')}) AS msg FROM jvmkey2_{name} "
-            "WHERE state_key IS NOT NULL"
-        ),
-        keyed_type,
-    )
-    in_python = (
-        t_env.to_append_stream(
-            t_env.sql_query(
-                f"SELECT {msg_sql('ts_ms')} FROM jvmkey2_{name} WHERE state_key IS NULL"
-            ),
-            MSG_TYPE,
+    j_keyed = (
+        messages._j_data_stream.process(
+            jvm.flinkjob.operators.JsonStateKey(spec, j_fallback),
+            keyed_type.get_java_type_info(),
         )
+        .name(f"key {ref.name}")
+        .uid(uid(ref.name, "key-jvm"))
+    )
+    on_jvm = DataStream(j_keyed)
+    in_python = (
+        DataStream(j_keyed.getSideOutput(j_fallback))
         .map(FallbackKey(ref), output_type=keyed_type)
         .name(f"key {ref.name} (fallback)")
         .uid(uid(ref.name, "key-fallback"))
@@ -383,18 +323,10 @@ def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRe
     with_key = on_jvm.union(in_python)
     # What DataStream.key_by builds after its Python AddKey operator: key by field 0 of
     # Row(key, message); the keyed Python operator gets the message and the key.
-    j_keyed = with_key._j_data_stream.keyBy(
+    j_with_key = with_key._j_data_stream.keyBy(
         get_gateway().jvm.KeyByKeySelector(), Types.ROW([KEY_TYPE]).get_java_type_info()
     )
-    return KeyedStream(j_keyed, MSG_TYPE, with_key)
-
-
-def _materialize(t_env: StreamTableEnvironment, table: Table, view: str, row_type: Any) -> None:
-    """``table`` as a view computed once per row (a DataStream in between: the planner would
-    otherwise inline the view and compute its expressions again at every use)."""
-    t_env.create_temporary_view(
-        view, t_env.from_data_stream(t_env.to_append_stream(table, row_type))
-    )
+    return KeyedStream(j_with_key, MSG_TYPE, with_key)
 
 
 # -- the batched keyed operator (thread mode; flink_job._batch, connectors/java) -------------
@@ -425,17 +357,25 @@ def _ships_operators_jar(pipeline_jars: str) -> bool:
     return any(n.startswith("flink-job-operators-") and n.endswith(".jar") for n in names)
 
 
-def _batched_resolve(keyed: KeyedStream, ref: ResolverRef, batch: Batching) -> DataStream:
+def _operators_jvm(j_stream: Any) -> Any:
+    """The JVM view, with the job's operators jar (connectors/java) loadable by the client."""
     from pyflink.util.java_utils import add_jars_to_context_class_loader, get_j_env_configuration
 
-    jvm = get_gateway().jvm
-    j_stream = keyed._j_data_stream
-    config = jvm.org.apache.flink.configuration.Configuration(
-        get_j_env_configuration(j_stream.getExecutionEnvironment())
-    )
+    config = get_j_env_configuration(j_stream.getExecutionEnvironment())
     if not _ships_operators_jar(str(config.toMap().get("pipeline.jars") or "")):
         # A packaged job (flink_job.entry) ships the artifact's copy and has no build/ here.
         add_jars_to_context_class_loader([jars.operators_jar(home()).as_uri()])
+    return get_gateway().jvm
+
+
+def _batched_resolve(keyed: KeyedStream, ref: ResolverRef, batch: Batching) -> DataStream:
+    from pyflink.util.java_utils import get_j_env_configuration
+
+    j_stream = keyed._j_data_stream
+    jvm = _operators_jvm(j_stream)
+    config = jvm.org.apache.flink.configuration.Configuration(
+        get_j_env_configuration(j_stream.getExecutionEnvironment())
+    )
     spec = json.dumps(dataclasses.asdict(ref)).encode()
     operator = jvm.flinkjob.operators.BatchedResolveOperator(
         config,

@@ -82,7 +82,7 @@ def run_batched(resolver, messages, size, stored=None, route=None, batch=None):
     stored = {} if stored is None else stored
     rows, dead = [], []
 
-    def default_route(m: RawMessage) -> str:  # what the job routes by (JSON_VALUE / KeyOf)
+    def default_route(m: RawMessage) -> str:  # what the job routes by (JsonStateKey / KeyOf)
         d = core.decode(m)
         return d.key if isinstance(d, Decoded) else UNKEYABLE
 

@@ -3,8 +3,6 @@ unpickler, bounded dead letters, exact JVM keying rules and BOM-safe state keys.
 
 import json
 import pickle
-import random
-import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -21,7 +19,7 @@ from flink_job._core import (
     ResolverCore,
     state_key,
 )
-from flink_job._keying import CLEAN_JSON_REGEX, json_key_defaults, json_key_path
+from flink_job._keying import json_key_defaults, json_key_path
 from flink_job._runtime import HANDOFFS, KeyOf, ResolverRef, _Handoff
 from flink_job._state_codec import StateCodec
 from flink_job.errors import ResolverDefinitionError, StateSchemaError
@@ -317,56 +315,6 @@ def test_a_key_default_computed_per_message_is_keyed_in_python():
         return User(id=event.user_id)
 
     assert json_key_path(g) is None
-
-
-def _clean(doc: str) -> str:
-    """CLEAN_JSON_REGEX as the job's SQL applies it (all matches' group 1, joined)."""
-    return "".join(m.group(1) or "" for m in re.finditer(CLEAN_JSON_REGEX, doc))
-
-
-def _strings(v, path=()):  # type: ignore[no-untyped-def]
-    """Every string-valued member path -> value (arrays elided)."""
-    if isinstance(v, dict):
-        out = {}
-        for k, x in v.items():
-            out.update(_strings(x, (*path, k)))
-        return out
-    if isinstance(v, str):
-        return {path: v}
-    return {}
-
-
-def test_the_cleaned_document_keeps_every_string_member_and_parses_without_nan():
-    rnd = random.Random(5)
-    tricky = ['a: NaN, \\" x', "1, 2", '"}{', "Infinity", "-1e5", "\\\\", "é\u2028", "[NaN]"]
-
-    def value(depth: int):  # type: ignore[no-untyped-def]
-        r = rnd.random()
-        if depth > 2 or r < 0.3:
-            return rnd.choice([float("nan"), float("inf"), -float("inf"), 10**1200, -3.5, 7])
-        if r < 0.6:
-            return rnd.choice(tricky) + str(rnd.randrange(10))
-        if r < 0.8:
-            return [value(depth + 1) for _ in range(rnd.randrange(4))]
-        if r < 0.9:
-            return rnd.choice([True, False, None])
-        return {rnd.choice(tricky) + str(i): value(depth + 1) for i in range(rnd.randrange(4))}
-
-    for _ in range(500):
-        doc = {f"k{i}": value(0) for i in range(rnd.randrange(1, 5))}
-        doc["user_id"] = rnd.choice(tricky)
-        text = json.dumps(doc, indent=rnd.choice([None, 1]))
-        cleaned = json.loads(_clean(text))  # Jackson-readable: no NaN, Infinity or numbers
-        assert not _has_number(cleaned), text
-        assert _strings(cleaned) == _strings(json.loads(text)), text
-
-
-def _has_number(v) -> bool:  # type: ignore[no-untyped-def]
-    if isinstance(v, dict):
-        return any(_has_number(x) for x in v.values())
-    if isinstance(v, list):
-        return any(_has_number(x) for x in v)
-    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def test_the_jvm_keyings_python_fallback_keys_exactly_as_the_key_selector():

@@ -1,4 +1,4 @@
-"""Which resolvers are keyed on the JVM (JSON_VALUE of a path) and which in Python.
+"""Which resolvers are keyed on the JVM (the string at a path) and which in Python.
 
 The JVM path is taken only when the JSON string at the path is, provably, the validated key:
 anything that could make them differ (parse=, several keys, a non-str key, aliases,

@@ -19,7 +19,7 @@ class Profile(BaseModel):
 
 
 class Event(BaseModel):
-    user_id: str = "anonymous"  # a default on the key field: JSON_VALUE gives NULL
+    user_id: str = "anonymous"  # a default on the key field: absent, its key
     profile: Profile = Profile()  # a default model along profile.id's path
     x: float = 0.0
     n: int = 0
