@@ -226,6 +226,30 @@ def test_decoded_states_do_not_share_objects():
     assert second.points[0].x == 1
 
 
+@dataclass
+class Shared:
+    a: list[str] = field(default_factory=list)
+    b: list[str] = field(default_factory=list)
+    anything: Any = None
+
+
+def test_state_is_stored_by_value_and_a_cycle_is_refused():
+    codec = StateCodec(Shared, "r")
+    tags = ["x", "y"]
+    back = codec.decode(codec.encode(Shared(tags, tags)))
+    assert back.a == back.b == tags and back.a is not back.b  # two equal values, not one
+    # Old envelopes (written with the pickle memo, so with shared references) still decode.
+    old = pickle.dumps(
+        (ENVELOPE_VERSION, codec.fingerprint, {"a": tags, "b": tags, "anything": None})
+    )
+    assert codec.decode(old) == Shared(tags, tags)
+    loop: list[Any] = ["z"]
+    loop.append(loop)
+    with pytest.raises((ValueError, RecursionError)):
+        codec.encode(Shared(a=loop))  # list[str] is pickled as is: the pickler sees it
+    assert codec.decode(codec.encode(Shared(["ok"]))) == Shared(["ok"])  # the encoder recovered
+
+
 # --- the envelope ------------------------------------------------------------------------------
 
 
