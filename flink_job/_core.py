@@ -423,7 +423,7 @@ class ResolverCore:
                 rows: tuple[FeatureRow, ...] = ()
             else:
                 ts = self.event_time_ms(d.event, msg)
-                if isinstance(result, list | tuple):
+                if isinstance(result, (list, tuple)):  # a tuple: no union object built per call
                     rows = tuple(self._row(r, d, ts) for r in result)
                 else:
                     rows = (self._row(result, d, ts),)
@@ -440,16 +440,23 @@ class ResolverCore:
         return step(self, msg, _Stored(self, stored))
 
     def _row(self, result: Any, d: Decoded, timestamp: int | None) -> FeatureRow:
-        fs = feature_set(type(result))
-        if fs is None:
-            raise _OutputError(
-                f"resolver {self.name!r} returned {type(result).__qualname__}, not features; "
-                f"it may return: {self._output.describe()} (one row, or a list of rows)"
-            )
+        # Only @features classes get a shape (keyed by the class itself: no lookup per row).
+        shape = self._shapes.get(type(result))
+        if shape is None:
+            fs = feature_set(type(result))
+            if fs is None:
+                raise _OutputError(
+                    f"resolver {self.name!r} returned {type(result).__qualname__}, not "
+                    f"features; it may return: {self._output.describe()} (one row, or a list "
+                    "of rows)"
+                )
+            shape = self._shapes[type(result)] = self._shape(fs)
+        allowed, fqns = shape
         values = result.__dict__
-        allowed, fqns = self._shapes.get(fs.cls) or self._shape(fs)
         if not values.keys() <= allowed:
             outside = [n for n in values if n not in allowed]
+            fs = feature_set(type(result))
+            assert fs is not None  # it has a shape
             raise _OutputError(
                 f"resolver {self.name!r} returned features outside its declared output: "
                 f"{', '.join(f'{fs.namespace}.{n}' for n in outside)}; it may return: "
@@ -476,9 +483,7 @@ class ResolverCore:
     def _shape(self, fs: Any) -> tuple[frozenset[str], dict[str, str]]:
         """For an output class: the feature names this resolver may return, and their fqns."""
         allowed = frozenset(n for (cls, n) in self._allowed_names if cls is fs.cls)
-        shape = allowed, {n: f"{fs.namespace}.{n}" for n in fs.features}
-        self._shapes[fs.cls] = shape
-        return shape
+        return allowed, {n: f"{fs.namespace}.{n}" for n in fs.features}
 
     def decode_routed(self, msg: RawMessage, routed: str) -> Decoded | DeadLetter | Skip:
         """``decode`` for a message the engine routed to state key ``routed``: a message whose
