@@ -36,7 +36,6 @@ from flink_job._wire import (
     ABSENT_KEY,
     ABSENT_VALUE,
     NO_TIMESTAMP,
-    wire_timestamp,
 )
 
 __all__ = ["BatchStep"]
@@ -154,12 +153,20 @@ class BatchStep:
         record_at = _RECORD.unpack_from
         i32_at = _I32.unpack_from
         row_head = _ROW_HEAD.pack
+        row_tail = _I32.pack  # the value's length
         no_headers: tuple[tuple[str, bytes], ...] = ()
         for i in range(n_records):
             k, absent, partition, offset, timestamp = record_at(buf, pos)
             pos += _RECORD_SIZE
-            rkey, pos = _slice(buf, pos)
-            value, pos = _slice(buf, pos)
+            # The record key and value (the JVM never sends them as None: absent bits say so).
+            (n,) = i32_at(buf, pos)
+            pos += 4
+            rkey = buf[pos : pos + n]
+            pos += n
+            (n,) = i32_at(buf, pos)
+            pos += 4
+            value = buf[pos : pos + n]
+            pos += n
             (n_headers,) = i32_at(buf, pos)
             pos += 4
             if n_headers:
@@ -186,25 +193,19 @@ class BatchStep:
                 else handoff.take_at(name, partition, offset, msg.key, msg.value)
             )
             out = step(core, msg, store, keys[k], handed and handed[0])
-            if isinstance(out, Applied):
+            if type(out) is Applied:
                 for row in out.rows:
                     ts = row.timestamp
                     key_bytes, value_bytes = row.key, row.value
+                    tail = (
+                        row_tail(len(value_bytes))
+                        + value_bytes
+                        + _I64(NO_TIMESTAMP if ts is None else ts)
+                    )
                     if key_bytes is None:
-                        rows.append(
-                            row_head(i, -1) + _frame(value_bytes) + _I64(wire_timestamp(ts))
-                        )
+                        rows.append(row_head(i, -1) + tail)
                     else:
-                        rows.append(
-                            b"".join(
-                                (
-                                    row_head(i, len(key_bytes)),
-                                    key_bytes,
-                                    _frame(value_bytes),
-                                    _I64(wire_timestamp(ts)),
-                                )
-                            )
-                        )
+                        rows.append(row_head(i, len(key_bytes)) + key_bytes + tail)
             elif isinstance(out, DeadLetter):
                 dead.append(i32(i) + _dead_letter(out))
             elif out is LATE:  # older than the source's late_arrival_deadline
