@@ -67,6 +67,7 @@ __all__ = [
     "batching",
     "build_job",
     "dead_letters",
+    "json_key_spec",
     "resolver_ref",
     "resolver_stream",
     "uid",
@@ -292,15 +293,7 @@ def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRe
     What Jackson cannot read goes to Python (FallbackKey), which decides.
     """
     messages = t_env.to_append_stream(t_env.sql_query(f"SELECT {MSG_SQL} FROM {table}"), MSG_TYPE)
-    assert ref.json_key_path is not None
-    spec = json.dumps(
-        {
-            "path": ref.json_key_path.removeprefix("$.").split("."),
-            "defaults": [key for _, key in ref.json_key_defaults],
-            "limit": ref.max_message_bytes or MAX_MESSAGE_BYTES,
-            "unkeyable": UNKEYABLE,
-        }
-    )
+    spec = json_key_spec(ref)
     jvm = _operators_jvm(messages._j_data_stream)
     fallback_tag = OutputTag(f"flink-job-key-fallback-{ref.name}", MSG_TYPE)
     j_fallback = fallback_tag.get_java_output_tag()
@@ -327,6 +320,20 @@ def _keyed_on_the_jvm(t_env: StreamTableEnvironment, table: str, ref: ResolverRe
         get_gateway().jvm.KeyByKeySelector(), Types.ROW([KEY_TYPE]).get_java_type_info()
     )
     return KeyedStream(j_with_key, MSG_TYPE, with_key)
+
+
+def json_key_spec(ref: ResolverRef) -> str:
+    """What ``flinkjob.operators.JsonStateKey`` is built from: the key path's names, the key
+    of a message where each is absent (None: UNKEYABLE), the size limit, and UNKEYABLE."""
+    assert ref.json_key_path is not None
+    return json.dumps(
+        {
+            "path": ref.json_key_path.removeprefix("$.").split("."),
+            "defaults": [key for _, key in ref.json_key_defaults],
+            "limit": ref.max_message_bytes or MAX_MESSAGE_BYTES,
+            "unkeyable": UNKEYABLE,
+        }
+    )
 
 
 # -- the batched keyed operator (thread mode; flink_job._batch, connectors/java) -------------

@@ -18,7 +18,6 @@ from pydantic import BaseModel
 
 from flink_job import Features, features
 from flink_job._core import Decoded, RawMessage, ResolverCore
-from flink_job._keying import json_key_defaults, json_key_path
 from flink_job._wire import ABSENT_VALUE, UNKEYABLE
 from flink_job.streams import KafkaSource, stream
 
@@ -79,16 +78,9 @@ def _java_keyer(jvm, resolver):  # type: ignore[no-untyped-def]
     from pyflink.common.typeinfo import Types
     from pyflink.datastream import OutputTag
 
-    path = json_key_path(resolver)
-    assert path is not None
-    spec = json.dumps(
-        {
-            "path": path.removeprefix("$.").split("."),
-            "defaults": [k for _, k in json_key_defaults(resolver)],
-            "limit": LIMIT,
-            "unkeyable": UNKEYABLE,
-        }
-    )
+    from flink_job.job import json_key_spec, resolver_ref
+
+    spec = json_key_spec(resolver_ref(resolver, __name__, None, "thread", LIMIT))
     tag = OutputTag("fallback", Types.TUPLE([Types.STRING()]))
     keyer = jvm.flinkjob.operators.JsonStateKey(spec, tag.get_java_output_tag())
     keyer.open(None)
