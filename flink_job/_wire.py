@@ -146,11 +146,6 @@ def row_tuple(row: FeatureRow) -> tuple[bytes, bytes, int]:
     )
 
 
-def wire_timestamp(ts: int | None) -> int:
-    """A record timestamp as it travels: NO_TIMESTAMP for None."""
-    return NO_TIMESTAMP if ts is None else ts
-
-
 # -- dead letters: Python -> JVM, on the DEAD_LETTERS side output ----------------------------
 DEAD_FIELDS = ("k", "v", "headers")
 DEAD_TYPE = Types.ROW_NAMED(list(DEAD_FIELDS), [BYTES, BYTES, HEADERS_TYPE])
