@@ -39,7 +39,17 @@ def produce(
 ) -> int:
     """Produce ``(key, value)`` or ``(key, value, headers)`` items in order; ``timestamps``
     (epoch ms) set the first records' timestamps (the rest get the producer's clock)."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 5_000_000})
+    # Idempotent: a batch retried (e.g. a partition leader not ready just after the topic was
+    # created) must not land after later batches; without it, a topic's records can be out of
+    # the order they were produced in.
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "message.max.bytes": 5_000_000,
+            "enable.idempotence": True,
+        }
+    )
     n = 0
     stamps = iter(timestamps)
     for key, value, *headers in items:
