@@ -93,10 +93,13 @@ def test_peers_command_verifies_every_variant_and_reports_rates_and_cpu(kafka, t
         assert s["cpu_us_per_event"] >= 0 and s["broker_cpu_us_per_event"] >= 0, variant
         assert s["reader_cpu_us_per_event"] >= 0, variant
     # Where the JVM's CPU goes (per thread, from /proc): this project's source and keyed
-    # operator threads both show up; Flink SQL's JVM is measured too (a small run may not
-    # give each of its threads a clock tick).
+    # operator threads are both found and named; Flink SQL's JVM is measured too. A small run
+    # may not give each thread a clock tick (10 ms): the source chain uses ~4 µs per event,
+    # 8 ms for 2,000 events, so only the two together must show CPU.
     groups = summary["project batched ALO"]["jvm_cpu_us_per_event"]
-    assert groups["source"] > 0 and groups["keyed operator/Python"] > 0, groups
+    assert "source" in groups and "keyed operator/Python" in groups, groups
+    assert groups["source"] >= 0 and groups["keyed operator/Python"] >= 0, groups
+    assert groups["source"] + groups["keyed operator/Python"] > 0, groups
     assert sum(summary["flink-sql ALO"]["jvm_cpu_us_per_event"].values()) > 0
     base = summary["project batched ALO"]
     assert base["cpu_us_per_event"] > 0 and base["broker_cpu_us_per_event"] > 0
