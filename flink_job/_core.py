@@ -268,11 +268,11 @@ class ResolverCore:
         )
         self._state = resolver.state
         self._codec = resolver.state.codec if resolver.state else None
+        self._encode = self._codec.encode if self._codec is not None else None
         self._output = resolver.output
         self._primary = resolver.output.primary.fqn if resolver.output.primary else None
-        self._allowed = {f.fqn for f in resolver.output.allowed}
         self._allowed_names = {(f.owner, f.name) for f in resolver.output.allowed}
-        self._shapes: dict[type, tuple[frozenset[str], dict[str, str]]] = {}
+        self._shapes: dict[type, dict[str, str]] = {}
         self._call = resolver.call
         self._timestamp = resolver.timestamp
         self._deadline_ms = resolver.source.late_arrival_deadline_ms
@@ -422,12 +422,12 @@ class ResolverCore:
             if result is None:
                 rows: tuple[FeatureRow, ...] = ()
             else:
-                ts = self.event_time_ms(d.event, msg)
+                ts = msg.timestamp if self._timestamp is None else self.event_time_ms(d.event, msg)
                 if isinstance(result, (list, tuple)):  # a tuple: no union object built per call
                     rows = tuple(self._row(r, d, ts) for r in result)
                 else:
                     rows = (self._row(result, d, ts),)
-            encoded = self._codec.encode(state) if self._codec is not None else None
+            encoded = self._encode(state) if self._encode is not None else None
         except _OutputError as e:
             return self._dead(msg, "OutputError", str(e))
         except Exception as e:
@@ -440,9 +440,10 @@ class ResolverCore:
         return step(self, msg, _Stored(self, stored))
 
     def _row(self, result: Any, d: Decoded, timestamp: int | None) -> FeatureRow:
-        # Only @features classes get a shape (keyed by the class itself: no lookup per row).
-        shape = self._shapes.get(type(result))
-        if shape is None:
+        # Only @features classes get a shape (keyed by the class itself: no lookup per row):
+        # the fqn of each feature of the class this resolver may return.
+        fqns = self._shapes.get(type(result))
+        if fqns is None:
             fs = feature_set(type(result))
             if fs is None:
                 raise _OutputError(
@@ -450,27 +451,17 @@ class ResolverCore:
                     f"features; it may return: {self._output.describe()} (one row, or a list "
                     "of rows)"
                 )
-            shape = self._shapes[type(result)] = self._shape(fs)
-        allowed, fqns = shape
-        values = result.__dict__
-        if not values.keys() <= allowed:
-            outside = [n for n in values if n not in allowed]
-            fs = feature_set(type(result))
-            assert fs is not None  # it has a shape
-            raise _OutputError(
-                f"resolver {self.name!r} returned features outside its declared output: "
-                f"{', '.join(f'{fs.namespace}.{n}' for n in outside)}; it may return: "
-                f"{self._output.describe()}"
-            )
-        row: dict[str, Any] = {fqns[n]: v for n, v in values.items()}
+            fqns = self._shapes[type(result)] = self._shape(fs)
+        try:  # a feature outside the declared output has no fqn here
+            row: dict[str, Any] = {fqns[n]: v for n, v in result.__dict__.items()}
+        except KeyError:
+            raise self._outside(result, fqns) from None
         for fqn, v in zip(self._key_fqns, d.key_values, strict=True):
-            row.setdefault(fqn, v)
+            if fqn not in row:
+                row[fqn] = v
         try:
-            key = (
-                pydantic_core.to_json(row[self._primary])
-                if self._primary is not None and self._primary in row
-                else None
-            )
+            primary = self._primary
+            key = pydantic_core.to_json(row[primary]) if primary in row else None
             value = pydantic_core.to_json(row)
         except pydantic_core.PydanticSerializationError as e:
             raise _OutputError(
@@ -480,10 +471,19 @@ class ResolverCore:
             ) from None
         return FeatureRow(self.name, key, value, timestamp)
 
-    def _shape(self, fs: Any) -> tuple[frozenset[str], dict[str, str]]:
-        """For an output class: the feature names this resolver may return, and their fqns."""
-        allowed = frozenset(n for (cls, n) in self._allowed_names if cls is fs.cls)
-        return allowed, {n: f"{fs.namespace}.{n}" for n in fs.features}
+    def _shape(self, fs: Any) -> dict[str, str]:
+        """For an output class: the fqn of each feature this resolver may return, by name."""
+        return {n: f"{fs.namespace}.{n}" for (cls, n) in self._allowed_names if cls is fs.cls}
+
+    def _outside(self, result: Any, fqns: dict[str, str]) -> _OutputError:
+        fs = feature_set(type(result))
+        assert fs is not None  # it has a shape
+        outside = [n for n in result.__dict__ if n not in fqns]
+        return _OutputError(
+            f"resolver {self.name!r} returned features outside its declared output: "
+            f"{', '.join(f'{fs.namespace}.{n}' for n in outside)}; it may return: "
+            f"{self._output.describe()}"
+        )
 
     def decode_routed(self, msg: RawMessage, routed: str) -> Decoded | DeadLetter | Skip:
         """``decode`` for a message the engine routed to state key ``routed``: a message whose

@@ -120,32 +120,39 @@ class _StatePickler(pickle.Pickler):
         raise _cannot_store(obj.__qualname__ if isinstance(obj, type) else type(obj).__qualname__)
 
 
-class _Dumper(threading.local):
-    """One restricted pickler per thread, reused for every state, in fast mode (no memo: every
-    object is written by value; a cycle raises ValueError instead of being written)."""
+_THREAD = threading.local()  # .dumps: this thread's pickling function (see _new_dumps)
 
-    def __init__(self) -> None:
-        self.buf = io.BytesIO()
-        self.pickler = _StatePickler(self.buf, protocol=5)
-        self.pickler.fast = True
 
-    def dumps(self, obj: Any) -> bytes:
-        buf, pickler = self.buf, self.pickler
-        buf.seek(0)
-        buf.truncate()
+def _new_dumps() -> Callable[[Any], bytes]:
+    """A pickling function over one restricted pickler and buffer, reused for every state of
+    the calling thread, in fast mode (no memo: every object is written by value; a cycle
+    raises ValueError instead of being written). A closure over bound methods: no attribute
+    lookups per state."""
+    buf = io.BytesIO()
+    pickler = _StatePickler(buf, protocol=5)
+    pickler.fast = True
+    seek, truncate, dump, getvalue = buf.seek, buf.truncate, pickler.dump, buf.getvalue
+
+    def dumps(obj: Any) -> bytes:
+        seek(0)
+        truncate()
         try:
-            pickler.dump(obj)
+            dump(obj)
         except BaseException:
-            self.__init__()  # type: ignore[misc]  # a failed dump may leave it half-written
+            _THREAD.dumps = _new_dumps()  # a failed dump may leave it half-written
             raise
-        return buf.getvalue()
+        return getvalue()
 
-
-_DUMPER = _Dumper()
+    return dumps
 
 
 def _dumps(obj: Any) -> bytes:
-    return _DUMPER.dumps(obj)
+    try:
+        dumps = _THREAD.dumps
+    except AttributeError:
+        dumps = _THREAD.dumps = _new_dumps()
+    result: bytes = dumps(obj)
+    return result
 
 
 # Stored fields are keyed by attribute name at every level, whatever the models' aliases, and
