@@ -30,6 +30,7 @@ import functools
 import hashlib
 import inspect
 import io
+import operator
 import pickle
 import threading
 import types
@@ -293,25 +294,45 @@ class _Compiler:
         self._classes[cls] = (lambda v: cell["to"](v), lambda v: cell["from"](v))
         plan = [(name, *self.convs(ann)) for name, ann in fields_of(cls).items()]
         n_fields = len(plan)
+        names = tuple(n for n, _, _ in plan)
+        fields: Callable[[Any], dict[str, Any]]
+        if any(to is not None for _, to, _ in plan):
 
-        def to_plain(obj: Any) -> dict[str, Any]:
-            return {n: (to(getattr(obj, n)) if to else getattr(obj, n)) for n, to, _ in plan}
+            def fields(obj: Any) -> dict[str, Any]:
+                return {n: (to(getattr(obj, n)) if to else getattr(obj, n)) for n, to, _ in plan}
 
+        elif n_fields == 1:  # every field is stored as it is: read without a loop
+            read, (only,) = operator.attrgetter(*names), names
+
+            def fields(obj: Any) -> dict[str, Any]:
+                return {only: read(obj)}
+
+        elif n_fields:
+            read_all = operator.attrgetter(*names)
+
+            def fields(obj: Any) -> dict[str, Any]:
+                return dict(zip(names, read_all(obj), strict=True))
+
+        else:
+
+            def fields(obj: Any) -> dict[str, Any]:
+                return {}
+
+        to_plain = fields
         if is_dataclass_type(cls):
-            plain_fields = to_plain
 
             def to_plain(obj: Any) -> dict[str, Any]:
                 # An attribute set on a dataclass that is not a field would live on the
                 # cached object but never be stored: refuse it (a StateEncodeError).
                 attrs = getattr(obj, "__dict__", None)
                 if attrs is not None and len(attrs) != n_fields:
-                    extra = sorted(set(attrs) - {n for n, _, _ in plan})
+                    extra = sorted(set(attrs) - set(names))
                     raise TypeError(
                         f"{type(obj).__qualname__} has attributes that are not fields and "
                         f"would not be stored: {', '.join(extra)}; fix: declare them as "
                         "fields of the state class"
                     )
-                return plain_fields(obj)
+                return fields(obj)
 
         if is_model(cls):
 
