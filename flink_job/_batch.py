@@ -16,11 +16,14 @@ Wire format (all integers big-endian; ``bytes`` = int32 length + data, length -1
 
 - request: ``n_keys, n_records``; per key: ``key`` (WTF-8: UTF-8 that keeps lone surrogates),
   ``stored state``; per record: ``key index, absent bits, partition, offset (int64),
-  timestamp (int64, -1 none), record key, record value, n_headers`` and per header
-  ``name (WTF-8), value``.
+  timestamp (int64, -1 none), key length, value length, n_headers`` (int32 unless said),
+  the record key's and value's bytes, and per header ``name (WTF-8), value``.
 - answer: ``n_states, n_rows, n_dead, n_skipped, n_late``; per state: ``key index,
-  payload``; per row: ``record index, key, value, timestamp (int64, -1 none)``; per dead
-  letter: ``record index, key, value, n_headers`` and per header ``name (UTF-8), value``.
+  payload``; per row: ``record index, key length (-1: none), value length, timestamp
+  (int64, -1 none)``, the key's and value's bytes; per dead letter: ``record index, key,
+  value, n_headers`` and per header ``name (UTF-8), value``.
+
+Fixed-size fields come first in records and rows: one ``struct`` call reads or writes them.
 """
 
 from __future__ import annotations
@@ -42,9 +45,9 @@ __all__ = ["BatchStep"]
 
 _I32 = struct.Struct(">i")
 _HEAD = struct.Struct(">ii")
-_RECORD = struct.Struct(">iiiqq")
+_RECORD = struct.Struct(">iiiqqiii")  # a record's fixed fields (see the module docstring)
 _RECORD_SIZE = _RECORD.size
-_ROW_HEAD = struct.Struct(">ii")  # a row's record index and key length
+_ROW_HEAD = struct.Struct(">iiiq")  # a row's record index, key and value lengths, timestamp
 _ANSWER = struct.Struct(">iiiii")
 
 
@@ -143,32 +146,24 @@ class BatchStep:
             keys.append(key)
             initial.append(stored)
             store.start(key, stored)
-        rows: list[bytes] = []
+        rows: list[bytes] = []  # n_rows rows, three parts each
         dead: list[bytes] = []
-        skipped = late = 0
+        skipped = late = n_rows = 0
         i32 = _I32.pack
         handoff, name = self._handoff, core.name
         # Per record: the fields are read inline (no helper call per field; this loop is most
         # of the operator's own Python work besides the step itself).
         record_at = _RECORD.unpack_from
-        i32_at = _I32.unpack_from
         row_head = _ROW_HEAD.pack
-        row_tail = _I32.pack  # the value's length
         no_headers: tuple[tuple[str, bytes], ...] = ()
         for i in range(n_records):
-            k, absent, partition, offset, timestamp = record_at(buf, pos)
+            k, absent, partition, offset, timestamp, n_key, n_value, n_headers = record_at(buf, pos)
             pos += _RECORD_SIZE
             # The record key and value (the JVM never sends them as None: absent bits say so).
-            (n,) = i32_at(buf, pos)
-            pos += 4
-            rkey = buf[pos : pos + n]
-            pos += n
-            (n,) = i32_at(buf, pos)
-            pos += 4
-            value = buf[pos : pos + n]
-            pos += n
-            (n_headers,) = i32_at(buf, pos)
-            pos += 4
+            rkey = buf[pos : pos + n_key]
+            pos += n_key
+            value = buf[pos : pos + n_value]
+            pos += n_value
             if n_headers:
                 header_list: list[tuple[str, bytes]] = []
                 for _ in range(n_headers):
@@ -195,17 +190,18 @@ class BatchStep:
             out = step(core, msg, store, keys[k], handed and handed[0])
             if type(out) is Applied:
                 for row in out.rows:
-                    ts = row.timestamp
-                    key_bytes, value_bytes = row.key, row.value
-                    tail = (
-                        row_tail(len(value_bytes))
-                        + value_bytes
-                        + _I64(NO_TIMESTAMP if ts is None else ts)
+                    key_bytes, value_bytes, ts = row.key, row.value, row.timestamp
+                    rows += (
+                        row_head(
+                            i,
+                            -1 if key_bytes is None else len(key_bytes),
+                            len(value_bytes),
+                            NO_TIMESTAMP if ts is None else ts,
+                        ),
+                        key_bytes or b"",
+                        value_bytes,
                     )
-                    if key_bytes is None:
-                        rows.append(row_head(i, -1) + tail)
-                    else:
-                        rows.append(row_head(i, len(key_bytes)) + key_bytes + tail)
+                    n_rows += 1
             elif isinstance(out, DeadLetter):
                 dead.append(i32(i) + _dead_letter(out))
             elif out is LATE:  # older than the source's late_arrival_deadline
@@ -224,11 +220,8 @@ class BatchStep:
                     cache.popitem(last=False)  # the least recently used key
                 cache[key] = (obj, good)
         return b"".join(
-            [_ANSWER.pack(len(states), len(rows), len(dead), skipped, late), *states, *rows, *dead]
+            [_ANSWER.pack(len(states), n_rows, len(dead), skipped, late), *states, *rows, *dead]
         )
-
-
-_I64 = struct.Struct(">q").pack
 
 
 def _slice(buf: bytes, pos: int) -> tuple[bytes | None, int]:

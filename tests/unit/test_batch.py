@@ -50,8 +50,21 @@ def _request(keys: list[str], stored: list[bytes | None], records) -> bytes:
     for ki, m in records:
         absent = (m.key is None) * 1 | (m.value is None) * 2 | (not m.headers) * 4
         ts = -1 if m.timestamp is None else m.timestamp
-        parts.append(struct.pack(">iiiqq", ki, absent, m.partition, m.offset, ts))
-        parts += [_b(m.key or b""), _b(m.value or b""), struct.pack(">i", len(m.headers))]
+        key, value = m.key or b"", m.value or b""
+        parts.append(
+            struct.pack(
+                ">iiiqqiii",
+                ki,
+                absent,
+                m.partition,
+                m.offset,
+                ts,
+                len(key),
+                len(value),
+                len(m.headers),
+            )
+        )
+        parts += [key, value]
         for name, value in m.headers:
             parts += [_b(name.encode("utf-8", "surrogatepass")), _b(value)]
     return b"".join(parts)
@@ -102,9 +115,12 @@ def run_batched(resolver, messages, size, stored=None, route=None, batch=None):
             k = r.int()
             stored[keys[k]] = r.bytes()
         for _ in range(n_rows):
-            r.int()
-            rows.append((r.bytes(), r.bytes()))
-            r.pos += 8  # the row's timestamp
+            _i, n_key, n_value, _ts = struct.unpack_from(">iiiq", r.buf, r.pos)
+            r.pos += 20
+            key = None if n_key < 0 else r.buf[r.pos : r.pos + n_key]
+            r.pos += max(n_key, 0)
+            rows.append((key, r.buf[r.pos : r.pos + n_value]))
+            r.pos += n_value
         for _ in range(n_dead):
             i = r.int()
             key, value = r.bytes(), r.bytes()

@@ -290,14 +290,18 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
             out.writeLong((Long) m.getField(MSG_OFFSET));
             out.writeLong(
                     m.getArity() > MSG_TIMESTAMP ? (Long) m.getField(MSG_TIMESTAMP) : NO_TIMESTAMP);
-            writeBytes((byte[]) m.getField(MSG_KEY));
-            writeBytes((byte[]) m.getField(MSG_VALUE));
+            // The fixed fields first (one read in Python), then the key's and value's bytes.
+            byte[] key = (byte[]) m.getField(MSG_KEY);
+            byte[] value = (byte[]) m.getField(MSG_VALUE);
             @SuppressWarnings("unchecked")
             Map<String, byte[]> headers = (Map<String, byte[]>) m.getField(MSG_HEADERS);
-            if ((absent & ABSENT_HEADERS) != 0 || headers == null) {
-                out.writeInt(0);
-            } else {
-                out.writeInt(headers.size());
+            boolean noHeaders = (absent & ABSENT_HEADERS) != 0 || headers == null;
+            out.writeInt(key.length);
+            out.writeInt(value.length);
+            out.writeInt(noHeaders ? 0 : headers.size());
+            out.write(key);
+            out.write(value);
+            if (!noHeaders) {
                 for (Map.Entry<String, byte[]> h : headers.entrySet()) {
                     writeBytes(wtf8(h.getKey()));
                     writeNullableBytes(h.getValue());
@@ -331,10 +335,12 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         }
         for (int r = 0; r < nRows; r++) {
             int i = in.readInt();
-            byte[] key = readNullableBytes();
-            byte[] value = readBytes();
+            int keyLength = in.readInt(); // -1: no key
+            byte[] value = new byte[in.readInt()];
             long timestamp = in.readLong();
-            byte[] k = key == null ? EMPTY : key;
+            byte[] k = keyLength < 0 ? EMPTY : new byte[keyLength];
+            in.readFully(k);
+            in.readFully(value);
             emit(i, rowArity == 2 ? Tuple2.of(k, value) : Tuple3.of(k, value, timestamp), null);
         }
         for (int d = 0; d < nDead; d++) {
