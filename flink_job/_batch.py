@@ -14,7 +14,7 @@ state that cannot be encoded must be a dead letter of the very message that made
 
 Wire format (all integers big-endian; ``bytes`` = int32 length + data, length -1 = None):
 
-- request: ``n_keys, n_records``; per key: ``key`` (WTF-8: UTF-8 that keeps lone surrogates),
+- request: ``magic, n_keys, n_records``; per key: ``key`` (WTF-8: UTF-8 that keeps lone surrogates),
   ``stored state``; per record: ``key index, absent bits, partition, offset (int64),
   timestamp (int64, -1 none), key length, value length, n_headers`` (int32 unless said),
   the record key's and value's bytes, and per header ``name (WTF-8), value``.
@@ -24,6 +24,12 @@ Wire format (all integers big-endian; ``bytes`` = int32 length + data, length -1
   value, n_headers`` and per header ``name (UTF-8), value``.
 
 Fixed-size fields come first in records and rows: one ``struct`` call reads or writes them.
+
+``magic`` is ``0x464A0000 | WIRE_VERSION`` and ``BatchedResolveOperator`` asks
+:meth:`BatchStep.wire_version` when it opens: a jar and a Python package of different
+formats refuse to run together, with a clear error, instead of misreading each other. (In
+thread mode a TaskManager keeps one interpreter across jobs, so a ``flink_job`` that an
+earlier job loaded stays loaded when a job of another version starts there.)
 """
 
 from __future__ import annotations
@@ -44,7 +50,10 @@ from flink_job._wire import (
 __all__ = ["BatchStep"]
 
 _I32 = struct.Struct(">i")
-_HEAD = struct.Struct(">ii")
+# The request and answer format; BatchedResolveOperator.WIRE_VERSION must be the same.
+WIRE_VERSION = 2
+_MAGIC = 0x464A0000 | WIRE_VERSION
+_HEAD = struct.Struct(">iii")  # magic, n_keys, n_records
 _RECORD = struct.Struct(">iiiqqiii")  # a record's fixed fields (see the module docstring)
 _RECORD_SIZE = _RECORD.size
 _ROW_HEAD = struct.Struct(">iiiq")  # a row's record index, key and value lengths, timestamp
@@ -129,13 +138,20 @@ class BatchStep:
             HANDOFFS.release(self._scope)
             self._scope = None
 
+    @staticmethod
+    def wire_version() -> int:
+        """The format this side reads and writes (the JVM operator checks it when it opens)."""
+        return WIRE_VERSION
+
     def process(self, buf: bytes) -> bytes:
         """Run one batch (see the module docstring for the formats)."""
         core = self.core
         topic = self.topic
         if type(buf) is not bytes:  # slices below must be bytes, as the step expects
             buf = bytes(buf)
-        n_keys, n_records = _HEAD.unpack_from(buf, 0)
+        magic, n_keys, n_records = _HEAD.unpack_from(buf, 0)
+        if magic != _MAGIC:
+            raise RuntimeError(_version_mismatch(f"a request starting {magic:#010x}"))
         pos = _HEAD.size
         store = _BatchStore(core, self._cache)
         keys: list[str] = []
@@ -222,6 +238,17 @@ class BatchStep:
         return b"".join(
             [_ANSWER.pack(len(states), n_rows, len(dead), skipped, late), *states, *rows, *dead]
         )
+
+
+def _version_mismatch(found: str) -> str:
+    return (
+        f"flink-job's batched operator sent {found}, but this flink_job package reads wire "
+        f"format {WIRE_VERSION} ({_MAGIC:#010x}): the operators jar and the Python package come "
+        "from different flink-job versions. In thread mode a TaskManager keeps one Python "
+        "interpreter across jobs, so the flink_job an earlier job loaded stays loaded; fix: "
+        "restart the TaskManagers after changing the flink-job version, or run the job in "
+        "process mode."
+    )
 
 
 def _slice(buf: bytes, pos: int) -> tuple[bytes | None, int]:

@@ -17,7 +17,7 @@ import pytest
 
 from examples.logins import LoginEvent, LoginState, User
 from flink_job import KafkaSource, State
-from flink_job._batch import BatchStep
+from flink_job._batch import WIRE_VERSION, BatchStep
 from flink_job._core import Decoded, RawMessage, ResolverCore
 from flink_job.features import Features
 from flink_job.streams import stream
@@ -44,7 +44,7 @@ def _b(x: bytes | None) -> bytes:
 
 
 def _request(keys: list[str], stored: list[bytes | None], records) -> bytes:
-    parts = [struct.pack(">ii", len(keys), len(records))]
+    parts = [struct.pack(">iii", 0x464A0000 | WIRE_VERSION, len(keys), len(records))]
     for k, s in zip(keys, stored, strict=True):
         parts += [_b(k.encode("utf-8", "surrogatepass")), _b(s)]
     for ki, m in records:
@@ -311,3 +311,20 @@ def test_a_dead_letter_over_the_limit_is_cut_as_the_per_record_operator_cuts_it(
     key, value, headers = expected.dead_letters[0].record()
     assert len(value or b"") < len(huge) and "dlq.value.truncated" in dict(headers)
     assert [(i, k, v, h) for i, k, v, h in dead] == [(1, key, value, dict(headers))]
+
+
+def test_a_request_of_another_wire_format_is_refused_with_the_fix():
+    """A jar of another flink-job version (thread mode keeps one interpreter per TaskManager
+    across jobs, so a stale flink_job can meet a newer jar, or the reverse) is refused with an
+    error naming the cause and the fix, never misread into wrong rows or states."""
+    batch = BatchStep(ResolverCore(picky), picky.source.topic)
+    assert batch.wire_version() == WIRE_VERSION
+    good = _request(["u1"], [None], [(0, RawMessage(b'{"user_id": "u1", "ip_address": "a"}'))])
+    assert batch.process(good)  # the current format runs
+    # The format before WIRE_VERSION 2 began with n_keys, n_records (no magic).
+    old = struct.pack(">ii", 1, 1) + good[12:]
+    with pytest.raises(RuntimeError) as e:
+        batch.process(old)
+    message = str(e.value)
+    assert "different flink-job versions" in message and "restart the TaskManagers" in message
+    assert f"wire format {WIRE_VERSION}" in message

@@ -76,6 +76,14 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
                     + "        if _fj_spec is not None and _fj_spec.submodule_search_locations:\n"
                     + "            _fj_m.__path__[:] = list(_fj_spec.submodule_search_locations)\n";
 
+    /**
+     * The request and answer format ({@code flink_job._batch.WIRE_VERSION}): each request starts
+     * with {@code MAGIC}, and the Python side's version is checked when the operator opens.
+     */
+    static final int WIRE_VERSION = 2;
+
+    private static final int MAGIC = 0x464A0000 | WIRE_VERSION;
+
     /** The Python object holding this operator's BatchStep in the interpreter. */
     private static final String PY_OBJECT = "flink_job_batch_step";
 
@@ -199,6 +207,26 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         interpreter.exec(STALE_PACKAGES);
         interpreter.exec("from flink_job._batch import BatchStep as _flink_job_BatchStep");
         interpreter.exec(PY_OBJECT + " = _flink_job_BatchStep.from_spec(flink_job_spec)");
+        // A flink_job loaded by an earlier job of another version would misread the batches.
+        Object version;
+        try {
+            version = interpreter.invokeMethod(PY_OBJECT, "wire_version");
+        } catch (RuntimeException e) {
+            version = null; // a flink_job from before the version check
+        }
+        if (!(version instanceof Number) || ((Number) version).intValue() != WIRE_VERSION) {
+            throw new IllegalStateException(
+                    "flink-job's operators jar uses wire format "
+                            + WIRE_VERSION
+                            + ", but the flink_job package loaded in this TaskManager's Python "
+                            + "interpreter uses "
+                            + (version == null ? "an older one" : String.valueOf(version))
+                            + ": they come from different flink-job versions. In thread mode a "
+                            + "TaskManager keeps one Python interpreter across jobs, so the "
+                            + "flink_job an earlier job loaded stays loaded; fix: restart the "
+                            + "TaskManagers after changing the flink-job version, or run the job "
+                            + "in process mode.");
+        }
     }
 
     @Override
@@ -270,6 +298,7 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
             keyIndex[i] = at;
         }
         out.clear();
+        out.writeInt(MAGIC);
         out.writeInt(distinct.size());
         out.writeInt(n);
         String[] names = new String[distinct.size()];
