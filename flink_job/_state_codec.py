@@ -124,25 +124,37 @@ class _StatePickler(pickle.Pickler):
 _THREAD = threading.local()  # .dumps: this thread's pickling function (see _new_dumps)
 
 
+class _Chunks:
+    """The pickler's file: keeps what it writes (one chunk per dump unless the state is over
+    a frame, 64 KiB), without BytesIO's copy in and copy out."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.write = chunks.append
+
+
 def _new_dumps() -> Callable[[Any], bytes]:
-    """A pickling function over one restricted pickler and buffer, reused for every state of
-    the calling thread, in fast mode (no memo: every object is written by value; a cycle
-    raises ValueError instead of being written). A closure over bound methods: no attribute
-    lookups per state."""
-    buf = io.BytesIO()
-    pickler = _StatePickler(buf, protocol=5)
+    """A pickling function over one restricted pickler, reused for every state of the calling
+    thread, in fast mode (no memo: every object is written by value; a cycle raises
+    ValueError instead of being written). A closure over bound methods: no attribute lookups
+    per state."""
+    chunks: list[bytes] = []
+    pickler = _StatePickler(_Chunks(chunks), protocol=5)
     pickler.fast = True
-    seek, truncate, dump, getvalue = buf.seek, buf.truncate, pickler.dump, buf.getvalue
+    dump, pop, clear, join = pickler.dump, chunks.pop, chunks.clear, b"".join
 
     def dumps(obj: Any) -> bytes:
-        seek(0)
-        truncate()
         try:
             dump(obj)
         except BaseException:
             _THREAD.dumps = _new_dumps()  # a failed dump may leave it half-written
             raise
-        return getvalue()
+        if len(chunks) == 1:
+            return pop()
+        data = join(chunks)
+        clear()
+        return data
 
     return dumps
 

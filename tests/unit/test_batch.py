@@ -224,6 +224,7 @@ def test_state_cached_between_batches_is_used_only_while_the_stored_bytes_match(
 class _Handoff:
     def __init__(self, items):
         self.items = items
+        self.entries = items  # as flink_job._runtime._Handoff: tested before take_at is called
 
     def take_at(self, resolver, partition, offset, key, value):  # as flink_job._runtime._Handoff
         return self.items.pop((resolver, partition, offset), None)

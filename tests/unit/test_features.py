@@ -181,6 +181,21 @@ def test_row_with_an_unknown_feature_raises_naming_it():
         User(id="u1", ip="1.1.1.1")
 
 
+def test_a_row_keeps_its_features_in_the_order_given_and_owns_them():
+    values = {"unique_ip_count": 3, "id": "u1"}
+    row = User(**values)
+    values["id"] = "changed"  # the row does not share the caller's dict
+    assert list(vars(row)) == ["unique_ip_count", "id"]  # the feature row's JSON order
+    assert (row.id, row.unique_ip_count) == ("u1", 3)
+    assert row == User(unique_ip_count=3, id="u1")
+
+
+def test_a_row_with_an_unknown_feature_names_the_first_unknown_one():
+    first = r"User\(\) got an unknown feature 'ip'; its features are: id"
+    with pytest.raises(TypeError, match=first):
+        User(ip="1.1.1.1", id="u1", port=1)
+
+
 def test_rows_of_different_feature_classes_are_not_equal():
     assert User(id="u1") != UserAccount(id="u1")
 
