@@ -1,5 +1,6 @@
-"""The benchmark's CPU accounting from /proc (``bench.peers``): a process tree's CPU includes
-its children, and a JVM's threads are grouped by their names."""
+"""The benchmark's accounting (``bench.peers``): a process tree's CPU from /proc includes its
+children, a JVM's threads are grouped by their names, and an exactly-once output is timed
+between its commits."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.peers import breakdown, thread_group, tree, tree_cpu_s  # noqa: E402
+from bench.peers import breakdown, commit_window, thread_group, tree, tree_cpu_s  # noqa: E402
 
 
 def test_tree_cpu_counts_a_busy_child_and_its_exit():
@@ -57,3 +58,21 @@ def test_jvm_threads_are_grouped_by_name_and_ended_threads_are_kept():
         "keyed operator/Python": 1000.0,
         "source": 250.0,
     }
+
+
+def test_a_transactional_output_is_measured_between_commits_not_into_the_idle_tail():
+    # A job processing 60k rows/s and committing every second (bursts read at t = 1..4 s)
+    # runs out of input at ~3.4 s: the last commit (4 s) holds the tail, read after idling.
+    bursts = [(1.0, 0), (2.0, 60_000), (3.0, 120_000), (4.0, 180_000)]
+    total = 204_000
+    i, j = commit_window(bursts, total, warmup=0)
+    assert (i, j) == (0, 2)
+    # rows readable at commit j minus at commit i, over the seconds between them
+    rows_i, rows_j = bursts[i + 1][1], bursts[j + 1][1]
+    assert (rows_j - rows_i) / (bursts[j][0] - bursts[i][0]) == 60_000
+    # the first commit that completes the warm-up opens the window
+    assert commit_window(bursts, total, warmup=100_000) == (1, 2)
+    # too few commits after the warm-up to measure between them
+    assert commit_window(bursts, total, warmup=150_000) is None
+    assert commit_window([(1.0, 0)], 5_000, warmup=0) is None
+    assert commit_window([], 0, warmup=0) is None
