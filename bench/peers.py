@@ -17,10 +17,11 @@ Quix Streams and Bytewax run in a bench-only virtualenv (``bench.peers_env``, cr
 on first use). For each run the benchmark preloads the same events (the seed's unique-IP
 workload) into a fresh topic, starts the variant as a subprocess (its own session), reads the
 output topic (``read_committed``) and counts the run only if the last row of every key carries
-that key's true unique-IP count. It reports the sustained rate (first to last output row), CPU
-per event of the variant's process tree and of the broker (utime+stime from /proc, sampled at
-the first and at the last row), the CPU per event of this benchmark's own reader, and for JVM
-variants the JVM's CPU by thread group (source, keyed operator/Python, sink, GC/JIT, other).
+that key's true unique-IP count. It reports the sustained rate (first to last output row;
+exactly-once: between commits, below), CPU per event of the variant's process tree and of
+the broker (utime+stime from /proc, sampled at the same moments), the CPU per event of this
+benchmark's own reader, and for JVM variants the JVM's CPU by thread group (source, keyed
+operator/Python, sink, GC/JIT, other).
 Results go to ``OUT/peers.json``.
 
 An exactly-once variant's rows become readable only when its transaction commits (once per
