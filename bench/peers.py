@@ -331,8 +331,7 @@ def run_variant(
             }
 
         transactional = variant.endswith(" EO")
-        bursts: list[tuple[float, int]] = []  # (time its first rows were read, rows before)
-        burst_samples: list[dict[str, Any]] = []
+        bursts: list[dict[str, Any]] = []  # a sample when a burst's first rows were read
         read_at = 0.0
         deadline = started + timeout_s
         while time.monotonic() < deadline:
@@ -344,8 +343,7 @@ def run_variant(
             if good:
                 now = time.monotonic()
                 if transactional and now - read_at > BURST_GAP_S:
-                    bursts.append((now, seen))
-                    burst_samples.append(sample())
+                    bursts.append(sample())  # its "rows": those read before the burst
                 read_at = now
                 seen += len(good)
                 if first is None:
@@ -368,12 +366,13 @@ def run_variant(
             return result
         # The rows after the first one (after the first sample's with a warm-up), in the
         # seconds between the two samples; for a transactional output, between commits.
-        window = commit_window(bursts, seen, warmup) if transactional else None
+        timeline = [(b["t"], b["rows"]) for b in bursts]
+        window = commit_window(timeline, seen, warmup) if transactional else None
         if window is not None:
             i, j = window
             # Readable at commit k: the rows before burst k + 1 (sampled when k was read).
-            at_first, at_last = burst_samples[i], burst_samples[j]
-            at_first["rows"], at_last["rows"] = bursts[i + 1][1], bursts[j + 1][1]
+            at_first = {**bursts[i], "rows": bursts[i + 1]["rows"]}
+            at_last = {**bursts[j], "rows": bursts[j + 1]["rows"]}
             last = at_last["t"]
             result["measured"] = f"between commits ({j - i} intervals)"
         else:
