@@ -117,33 +117,63 @@ class FlinkRest:
             time.sleep(1)
         raise EnvironmentNotReadyError(f"no savepoint within {timeout:.0f}s for job {job_id}")
 
-    def wait_running(self, job_id: str, timeout: float = 90.0, settle: float = 2.0) -> None:
+    def wait_running(
+        self,
+        job_id: str,
+        timeout: float = 90.0,
+        settle: float = 2.0,
+        first_record: float = 0.0,
+    ) -> bool:
         """Return once every task of the job has run for ``settle`` seconds; raise with the
-        root cause if it fails first (e.g. a savepoint holding state of a removed resolver, or
-        restored state that does not fit the state class, which fails on the first message
-        after the tasks switch to RUNNING)."""
+        root cause if it fails first (e.g. a savepoint holding state of a removed resolver).
+
+        Restored state that does not fit the state class fails only at a key's first message,
+        which may come well after the tasks switch to RUNNING (the Kafka source still has to
+        find its partitions). With ``first_record`` > 0, the settle period starts only once a
+        record has crossed the keyed exchange (some vertex reports ``read-records``; the REST
+        metrics lag by up to ``metrics.fetcher.update-interval``), waiting up to that many
+        seconds for one. Returns whether a record was seen (always True without
+        ``first_record``)."""
         deadline = time.monotonic() + timeout
         running_since: float | None = None
-        while time.monotonic() < deadline:
+        record_deadline: float | None = None
+        seen = first_record <= 0
+        while time.monotonic() < deadline or (
+            record_deadline is not None and time.monotonic() < record_deadline
+        ):
             job = self.job(job_id)
             state = str(job.get("state"))
             vertices = job.get("vertices", [])
             if state == "RUNNING" and all(v["status"] == "RUNNING" for v in vertices):
+                if not seen:
+                    now = time.monotonic()
+                    record_deadline = record_deadline or now + first_record
+                    if any(v.get("metrics", {}).get("read-records", 0) > 0 for v in vertices):
+                        seen, running_since = True, now
+                    elif now >= record_deadline:
+                        return False
                 running_since = running_since or time.monotonic()
-                if time.monotonic() - running_since >= settle:
-                    return
+                if seen and time.monotonic() - running_since >= settle:
+                    self._raise_deterministic(job_id, state)
+                    return True
                 time.sleep(0.5)
                 continue
             running_since = None
             # Region failover restarts failed tasks while the job stays RUNNING: look at the
             # job's exceptions whenever not every task runs.
-            cause = explain(self.root_cause(job_id) or "see the cluster logs")
-            # Restarts cannot fix these: report now instead of after every restart attempt.
-            deterministic = ("Cannot map", "StateSchemaError")
-            if state in ("FAILED", "FAILING", "CANCELED") or any(d in cause for d in deterministic):
+            if state in ("FAILED", "FAILING", "CANCELED"):
+                cause = explain(self.root_cause(job_id) or "see the cluster logs")
                 raise FlinkJobError(f"job {job_id} {state.lower()}: {cause}")
+            self._raise_deterministic(job_id, state)
             time.sleep(1)
         raise FlinkJobError(f"job {job_id} did not reach RUNNING within {timeout:.0f}s")
+
+    def _raise_deterministic(self, job_id: str, state: str) -> None:
+        """Raise if the job has failed (and may be restarting, or have restarted already) for
+        a cause no restart can fix: report it now instead of after every restart attempt."""
+        cause = self.root_cause(job_id)
+        if cause and any(d in cause for d in ("Cannot map", "StateSchemaError")):
+            raise FlinkJobError(f"job {job_id} {state.lower()}: {explain(cause)}")
 
     def counters(self, job_id: str, names: tuple[str, ...]) -> dict[str, int]:
         """Sum user counters (``<subtask>.<operator>.<name>``) over all vertices and subtasks."""

@@ -202,7 +202,14 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
         check_cluster_python(jobmanager, options, python, artifact.spec["python"]["version"])
         rest.refuse_duplicate(job.name)  # again: the check took a while
         job_id = str(_execute(job, "could not submit the job").get_job_id())
-    rest.wait_running(job_id)
+    # Restored state is decoded at each key's first message: from a savepoint, wait for one.
+    if not rest.wait_running(job_id, first_record=60.0 if options.from_savepoint else 0.0):
+        print(
+            f"flink-job: job {job_id} is running, but no message has reached its resolvers "
+            "within 60s; restored state is checked at each key's first message: watch "
+            "`flink-job status`",
+            file=sys.stderr,
+        )
     return job_id
 
 

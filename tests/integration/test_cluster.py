@@ -215,6 +215,7 @@ def test_removed_resolver_needs_allow_non_restored_state(cluster, kafka, tmp_pat
     assert refused.returncode != 0
     assert "--allow-non-restored-state" in refused.stderr, refused.stderr[-2000:]
 
+    produce(kafka, clicks, [(b"u", json.dumps({"user_id": "u1", "url": "/"}).encode())])
     job2 = ch.submit(
         str(only_clicks),
         *flags,
@@ -223,7 +224,6 @@ def test_removed_resolver_needs_allow_non_restored_state(cluster, kafka, tmp_pat
         checkpoints=tmp_path / "ck",
     )
     try:
-        produce(kafka, clicks, [(b"u", json.dumps({"user_id": "u1", "url": "/"}).encode())])
         rows = read_all(kafka, sink, expect=4, timeout=120)
     finally:
         ch.cancel(job2)
