@@ -219,3 +219,21 @@ def test_cli_checkpoint_interval_flag_takes_a_duration(conf: Path) -> None:
 
     args = build_parser().parse_args(["run", "x.py", "--checkpoint-interval", "2s"])
     assert _options(args).checkpoint_interval_ms == 2000
+
+
+def test_sink_batches_128_kib_unless_the_properties_say_otherwise() -> None:
+    def sink(props: dict[str, str]) -> str:
+        return sink_table_ddl(
+            "s",
+            "out",
+            "b:1",
+            props,
+            "at-least-once",
+            transactional_id_prefix="p",
+            transaction_timeout_ms=900_000,
+        ).sql
+
+    assert "'properties.batch.size' = '131072'" in sink({})
+    custom = sink({"batch.size": "16384"})
+    assert "'properties.batch.size' = '16384'" in custom
+    assert "131072" not in custom
