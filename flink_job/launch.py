@@ -178,6 +178,10 @@ def run_local(target: str, options: JobOptions, quiet: bool = False) -> int:
     return 0
 
 
+# How long ``submit`` from a savepoint waits for the first message to reach the resolvers.
+_FIRST_RECORD_S = 60.0
+
+
 def submit(target: str, options: JobOptions, jobmanager: str) -> str:
     """``flink-job submit``: package the job (:mod:`flink_job.package`), build it here, refuse
     it if a job of its name is active on the cluster, check the cluster's Python, and submit
@@ -203,10 +207,11 @@ def submit(target: str, options: JobOptions, jobmanager: str) -> str:
         rest.refuse_duplicate(job.name)  # again: the check took a while
         job_id = str(_execute(job, "could not submit the job").get_job_id())
     # Restored state is decoded at each key's first message: from a savepoint, wait for one.
-    if not rest.wait_running(job_id, first_record=60.0 if options.from_savepoint else 0.0):
+    wait = _FIRST_RECORD_S if options.from_savepoint else 0.0
+    if not rest.wait_running(job_id, first_record=wait):
         print(
             f"flink-job: job {job_id} is running, but no message has reached its resolvers "
-            "within 60s; restored state is checked at each key's first message: watch "
+            f"within {wait:.0f}s; restored state is checked at each key's first message: watch "
             "`flink-job status`",
             file=sys.stderr,
         )
