@@ -173,7 +173,10 @@ class FlinkRest:
         a cause no restart can fix: report it now instead of after every restart attempt."""
         cause = self.root_cause(job_id)
         if cause and any(d in cause for d in ("Cannot map", "StateSchemaError")):
-            raise FlinkJobError(f"job {job_id} {state.lower()}: {explain(cause)}")
+            raise FlinkJobError(
+                f"job {job_id} failed for a cause no restart can fix (its state now: "
+                f"{state.lower()}): {explain(cause)}"
+            )
 
     def counters(self, job_id: str, names: tuple[str, ...]) -> dict[str, int]:
         """Sum user counters (``<subtask>.<operator>.<name>``) over all vertices and subtasks."""
