@@ -46,3 +46,15 @@ def test_local_runs_use_this_python() -> None:
 def test_max_parallelism_is_explicit(cluster: bool) -> None:
     assert settings(JobOptions(), cluster)["pipeline.max-parallelism"] == "128"
     assert settings(JobOptions(max_parallelism=256), cluster)["pipeline.max-parallelism"] == "256"
+
+
+@pytest.mark.parametrize("cluster", [True, False])
+def test_rocksdb_state_gets_bloom_filters_and_hashmap_state_no_rocksdb_setting(
+    cluster: bool,
+) -> None:
+    rocksdb = settings(JobOptions(state_backend="rocksdb"), cluster)
+    assert rocksdb["state.backend.type"] == "rocksdb"
+    assert rocksdb["state.backend.rocksdb.use-bloom-filter"] == "true"
+    hashmap = settings(JobOptions(state_backend="hashmap"), cluster)
+    assert hashmap["state.backend.type"] == "hashmap"
+    assert not [k for k in hashmap if k.startswith("state.backend.rocksdb.")], hashmap
