@@ -148,10 +148,11 @@ def flink_configuration(options: JobOptions, cluster: bool = False) -> Configura
     config.set_string("state.backend.type", options.state_backend)
     if options.state_backend == "rocksdb":
         # Every batch reads the state of each of its keys once, and a key's first message
-        # reads a key that does not exist yet. Without a Bloom filter such a miss searches
-        # every level-0 file (each checkpoint flushes one); with it, most misses end at the
-        # filter. At 1M keys (a new key per event) this cut the keyed thread's state work per
-        # event by about a third, and at 1k keys changed nothing: see README -> Benchmarks.
+        # reads a key that does not exist yet. Without a Bloom filter such a miss reads
+        # blocks of every file whose key range may hold the key; with one, most misses end
+        # at the filter. At 1M keys (a new key per event) this cut the keyed thread's state
+        # work per event by about a third, and at 1k keys changed nothing: see README ->
+        # Benchmarks.
         # Filters are per file: state written without them restores and reads as before.
         config.set_string("state.backend.rocksdb.use-bloom-filter", "true")
     config.set_string("pipeline.max-parallelism", str(options.max_parallelism))
