@@ -142,7 +142,7 @@ def main() -> None:
         }
     except Exception:
         pass
-    split = _operator_split(job)
+    split = _operator_split(job) if options.batch_size else {}  # per-record: no such counters
     job.cancel()
     consumer.close()
     latencies.sort()
@@ -188,8 +188,8 @@ _SPLIT = ("eventsIn", "batches", "pythonCpuNanos", "flushCpuNanos")
 def _operator_split(job) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """The keyed thread's CPU per event inside Python and inside the whole flush, from the
     batched operator's counters over the whole job (warm-up included; exact per thread, not
-    sampled). The REST metrics lag up to 10 s, but each read is one consistent snapshot, so
-    the ratios hold. Empty for the per-record operator (it has no such counters)."""
+    sampled). The REST metrics lag up to 10 s, but one read takes all of them from the same
+    moment, to within one batch, so the ratios hold."""
     n, c = 0, {}
     for attempt in range(3):  # the first read can come before the REST metrics' first fetch
         if attempt:
