@@ -151,7 +151,7 @@ def flink_configuration(options: JobOptions, cluster: bool = False) -> Configura
         # reads a key that does not exist yet. Without a Bloom filter such a miss reads
         # blocks of every file whose key range may hold the key; with one, most misses end
         # at the filter. At 1M keys (a new key per event) this cut the keyed thread's state
-        # work per event by about a third, and at 1k keys changed nothing: see README ->
+        # work per event by about 40%, and at 1k keys changed nothing: see README ->
         # Benchmarks.
         # Filters are per file: state written without them restores and reads as before.
         config.set_string("state.backend.rocksdb.use-bloom-filter", "true")
