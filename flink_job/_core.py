@@ -209,6 +209,8 @@ class Skip:
 SKIP = Skip("parse")
 LATE = Skip("late")
 
+_to_json = pydantic_core.to_json
+
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MS = datetime.timedelta(milliseconds=1)
 
@@ -262,6 +264,7 @@ class ResolverCore:
         self._parse = resolver.parse
         self._key_paths = tuple(k.path for k in resolver.keys)
         self._key_fqns = tuple(k.feature.fqn for k in resolver.keys)
+        self._single_key_fqn = self._key_fqns[0] if len(self._key_fqns) == 1 else None
         # The common case, read without the general loop: one key, a top-level attribute.
         self._single_key = (
             self._key_paths[0][0] if [len(p) for p in self._key_paths] == [1] else None
@@ -456,13 +459,18 @@ class ResolverCore:
             row: dict[str, Any] = {fqns[n]: v for n, v in result.__dict__.items()}
         except KeyError:
             raise self._outside(result, fqns) from None
-        for fqn, v in zip(self._key_fqns, d.key_values, strict=True):
-            if fqn not in row:
-                row[fqn] = v
+        single = self._single_key_fqn
+        if single is not None:  # one key feature: no loop (~0.4 us per row)
+            if single not in row:
+                row[single] = d.key_values[0]
+        else:
+            for fqn, v in zip(self._key_fqns, d.key_values, strict=True):
+                if fqn not in row:
+                    row[fqn] = v
         try:
             primary = self._primary
-            key = pydantic_core.to_json(row[primary]) if primary in row else None
-            value = pydantic_core.to_json(row)
+            key = _to_json(row[primary]) if primary in row else None
+            value = _to_json(row)
         except pydantic_core.PydanticSerializationError as e:
             raise _OutputError(
                 f"resolver {self.name!r} returned feature values that cannot be written as "
@@ -535,9 +543,18 @@ def _validator(tp: type) -> Any:
         return lambda b: bytes(b)
     if tp is str:
         return lambda b: b.decode("utf-8")
+    # The schema validator's own validate_json: what model_validate_json and
+    # TypeAdapter.validate_json call, without their Python frame (~0.4 us per message). Not
+    # when plugins wrap the validator, or a model is not complete yet (the wrapper rebuilds it).
     if issubclass(tp, pydantic.BaseModel):
+        validator = tp.__dict__.get("__pydantic_validator__")
+        if type(validator) is pydantic_core.SchemaValidator:
+            return validator.validate_json
         return tp.model_validate_json
-    return pydantic.TypeAdapter(tp).validate_json
+    adapter = pydantic.TypeAdapter(tp)
+    if type(adapter.validator) is pydantic_core.SchemaValidator:
+        return adapter.validator.validate_json
+    return adapter.validate_json
 
 
 def _is_json_syntax_error(e: Exception) -> bool:
