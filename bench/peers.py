@@ -8,6 +8,8 @@ Variants (every one once per round, rounds interleaved, the order reversed every
 - ``project batched ALO|EO``: this project's job (``bench/workload.py``, thread mode's batched
   operator), at-least-once and exactly-once, hashmap, checkpoint every second;
 - ``project per-record ALO|EO``: the same with one Python call per record (batch size 0);
+- ``project task-thread ALO|EO``: the batched operator with Python on the task thread
+  (``batch_python_thread = false``), as before Python got a thread of its own;
 - ``quix ALO|EO``: Quix Streams (``group_by`` + stateful ``apply``, commit every second);
 - ``bytewax`` / ``bytewax recovery``: Bytewax (``key_on`` + ``stateful_map``, 1 worker),
   without and with recovery (snapshot every second);
@@ -68,6 +70,8 @@ VARIANTS = [
     "project batched EO",
     "project per-record ALO",
     "project per-record EO",
+    "project task-thread ALO",
+    "project task-thread EO",
     "quix ALO",
     "quix EO",
     "bytewax",
@@ -124,6 +128,8 @@ def thread_group(name: str) -> str:
     """The part of a JVM a thread belongs to, from its (15-character) Linux name."""
     if name.startswith(("Source", "Legacy Source", "kafka-coordinat")):
         return "source"
+    if name.startswith("flink-job pyth"):  # the batched operator's Python thread
+        return "Python thread"
     if name.startswith(("resolve", "OverAggregate", "KeyedProcess", "Calc", "python")):
         return "keyed operator/Python"
     if name.startswith(("kafka-producer", "Sink", "Writer", "features")):
@@ -214,7 +220,13 @@ def _command(
     project = [sys.executable, "-m", "bench.peer_project", src, sink]
     if variant.startswith("project"):
         delivery = "at-least-once" if variant.endswith("ALO") else "exactly-once"
-        batch = "0" if "per-record" in variant else "default"
+        batch = (
+            "0"
+            if "per-record" in variant
+            else "task-thread"
+            if "task-thread" in variant
+            else "default"
+        )
         return [*project, delivery, batch], {}, ROOT
     if variant.startswith("flink-sql"):
         delivery = "at-least-once" if variant.endswith("ALO") else "exactly-once"

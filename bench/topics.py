@@ -45,10 +45,16 @@ def use_source_topic(tag: str, topic: str) -> Path:
 
 
 def workload_options(
-    tag: str, sink: str, delivery: str, backend: str, batch_size: int | None
+    tag: str,
+    sink: str,
+    delivery: str,
+    backend: str,
+    batch_size: int | None,
+    python_thread: bool = True,
 ) -> JobOptions:
     """The options of a benchmark job ``bench-<tag>``: the workload from the earliest offset
-    into ``sink``, a checkpoint every second (``batch_size`` None: the default batching)."""
+    into ``sink``, a checkpoint every second (``batch_size`` None: the default batching;
+    ``python_thread`` False: the batched operator runs Python on the task thread)."""
     from flink_job.config import JobOptions
 
     return JobOptions.from_conf(
@@ -59,4 +65,5 @@ def workload_options(
         state_backend=backend,
         delivery=delivery,
         batch_size=batch_size,
+        batch_python_thread=python_thread,
     )

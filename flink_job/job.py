@@ -352,10 +352,12 @@ BATCHED_OPERATOR = "flinkjob.operators.BatchedResolveOperator"
 @dataclasses.dataclass(frozen=True)
 class Batching:
     """How the batched operator batches: at most ``size`` records per Python call, and no
-    record waits longer than ``time_ms`` for its batch."""
+    record waits longer than ``time_ms`` for its batch; ``python_thread``: Python runs on a
+    thread of its own, overlapping the task thread's work on the next and previous batch."""
 
     size: int
     time_ms: int
+    python_thread: bool = True
 
 
 def batching(options: JobOptions) -> Batching | None:
@@ -363,7 +365,7 @@ def batching(options: JobOptions) -> Batching | None:
     per-record operator (always in process mode)."""
     if options.execution_mode != "thread" or options.batch_size <= 0:
         return None
-    return Batching(options.batch_size, options.batch_time_ms)
+    return Batching(options.batch_size, options.batch_time_ms, options.batch_python_thread)
 
 
 def _ships_operators_jar(pipeline_jars: str) -> bool:
@@ -401,6 +403,7 @@ def _batched_resolve(keyed: KeyedStream, ref: ResolverRef, batch: Batching) -> D
         batch.size,
         batch.time_ms,
         len(ROW_FIELDS),
+        batch.python_thread,
     )
     out = DataStream(
         j_stream.transform(f"resolve {ref.name}", ROW_TYPE.get_java_type_info(), operator)

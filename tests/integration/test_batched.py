@@ -11,7 +11,7 @@ import json
 from collections import defaultdict
 
 from tests.integration import cluster_helpers as ch
-from tests.integration.conftest import APPS
+from tests.integration.conftest import APPS, events_source, wait_for
 from tests.integration.kafka_io import create_topic, produce, read_all, unique
 
 
@@ -23,35 +23,73 @@ def _counts(rows) -> dict[str, list[int]]:
     return {u: sorted(c) for u, c in out.items()}
 
 
+def _python_threads() -> list[str]:
+    """The batched operators' Python threads on the cluster's TaskManagers (thread dumps)."""
+    names = []
+    for tm in ch.REST.get("/taskmanagers")["taskmanagers"]:
+        dump = ch.REST.get(f"/taskmanagers/{tm['id']}/thread-dump")
+        names += [
+            str(t["threadName"])
+            for t in dump["threadInfos"]
+            if str(t["threadName"]).startswith("flink-job python:")
+        ]
+    return names
+
+
 def test_savepoints_move_between_per_record_batched_and_process(cluster, kafka, topics, tmp_path):
-    """per-record thread mode (today's main) -> batched -> process -> batched: one savepoint
-    per hop, the counts continue through all of them."""
+    """per-record thread mode (today's main) -> batched -> process -> batched with Python on
+    the task thread -> batched again: one savepoint per hop, the counts continue through all
+    of them. The batched operator runs Python on a thread of its own by default
+    (``batch_python_thread``), which the TaskManagers' thread dumps show."""
     source, sink, conf = topics
+    on_task_thread = tmp_path / "task-thread.toml"
+    on_task_thread.write_text(conf.read_text() + "[job]\nbatch_python_thread = false\n")
     app = str(APPS / "count_events.py")
     users = 10
+    small = ["--batch-size", "7", "--batch-time", "5"]
     hops = [
-        ("per-record", ["--batch-size", "0"], 5, "hashmap"),
-        ("batched", [], 3, "rocksdb"),
-        ("process", ["--execution-mode", "process"], 2, "hashmap"),
-        ("batched again", ["--batch-size", "7", "--batch-time", "5"], 2, "hashmap"),
+        ("per-record", ["--batch-size", "0"], 5, "hashmap", conf, False),
+        ("batched", [], 3, "rocksdb", conf, True),
+        ("process", ["--execution-mode", "process"], 2, "hashmap", conf, False),
+        ("batched, Python on the task thread", small, 2, "hashmap", on_task_thread, False),
+        ("batched again", small, 3, "rocksdb", conf, True),
     ]
     savepoint: str | None = None
     done = 0
-    for name, flags, per_user, backend in hops:
+    for name, flags, per_user, backend, job_conf, python_thread in hops:
         produce(kafka, source, ch.events(users=users, per_user=per_user, start=done))
         restore = (
             ["--from-savepoint", savepoint] if savepoint else ["--starting-offsets", "earliest"]
         )
         args = ["--sink-topic", sink, "--state-backend", backend, *restore, *flags]
-        job = ch.submit(app, *args, conf=conf, checkpoints=tmp_path / "ck")
+        job = ch.submit(app, *args, conf=job_conf, checkpoints=tmp_path / "ck")
         done += per_user
         try:
             rows = read_all(kafka, sink, expect=users * done, timeout=120)
+            threads = _python_threads()
         except BaseException:
             ch.cancel(job)
             raise
         assert _counts(rows) == {f"u{u}": list(range(1, done + 1)) for u in range(users)}, name
-        savepoint = ch.stop(job, tmp_path / "sp", conf)
+        if python_thread:
+            assert threads == ["flink-job python: resolve count_events (1/1)"], (name, threads)
+        else:
+            assert threads == [], (name, threads)
+        savepoint = ch.stop(job, tmp_path / "sp", job_conf)
+
+
+def test_a_resolver_that_prints_and_logs_on_the_python_thread(kafka, run_job, tmp_path):
+    """print() and logging from a resolver on the batched operator's Python thread (the
+    local MiniCluster): pemja sends both into the JVM from that thread too, and the job's
+    rows are exact."""
+    source, conf = events_source(kafka, tmp_path, partitions=1)
+    sink = unique("features")
+    produce(kafka, source, ch.events(users=3, per_user=4))
+    flags = ["--sink-topic", sink, "--starting-offsets", "earliest"]
+    job = run_job(str(APPS / "chatty_app.py"), *flags, conf=conf.read_text())
+    rows = read_all(kafka, sink, expect=12, timeout=180)
+    assert _counts(rows) == {f"u{u}": [1, 2, 3, 4] for u in range(3)}, job.output()[-3000:]
+    wait_for(lambda: "chatty: u2 has 4" in job.output(), 30, "the resolver's print output")
 
 
 def test_two_batched_operators_in_one_job_keep_their_own_resolvers(kafka, run_job):

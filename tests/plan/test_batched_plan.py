@@ -79,3 +79,14 @@ def test_process_mode_and_batch_size_0_keep_the_per_record_operator(options):
     for name in ("count_clicks", "total_spend"):
         assert _operator_class(ts[f"resolve {name}"]) != BATCHED
         assert "KeyedProcessOperator" in _operator_class(ts[f"resolve {name}"])
+
+
+@pytest.mark.parametrize("python_thread", [True, False])
+def test_the_batched_operator_runs_python_on_its_own_thread_unless_told_not_to(python_thread):
+    options = {} if python_thread else {"batch_python_thread": False}
+    ts = _transformations(_build(**options).env)
+    for name in ("count_clicks", "total_spend"):
+        operator = ts[f"resolve {name}"].getOperatorFactory().getOperator()
+        field = operator.getClass().getDeclaredField("pythonThread")
+        field.setAccessible(True)
+        assert field.getBoolean(operator) is python_thread

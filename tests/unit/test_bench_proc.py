@@ -48,6 +48,7 @@ def test_jvm_threads_are_grouped_by_name_and_ended_threads_are_kept():
     assert thread_group("Source Data Fet") == "source"
     assert thread_group("resolve track_u") == "keyed operator/Python"
     assert thread_group("OverAggregate[4") == "keyed operator/Python"
+    assert thread_group("flink-job pytho") == "Python thread"
     assert thread_group("kafka-producer-") == "sink"
     assert thread_group("C2 CompilerThre") == "GC/JIT/VM"
     assert thread_group("AsyncOperations") == "checkpoints"

@@ -1,5 +1,6 @@
 package flinkjob.operators;
 
+import org.apache.flink.api.common.operators.MailboxExecutor;
 import org.apache.flink.api.common.state.ListState;
 import org.apache.flink.api.common.state.ListStateDescriptor;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
@@ -11,12 +12,16 @@ import org.apache.flink.configuration.Configuration;
 import org.apache.flink.core.memory.DataInputDeserializer;
 import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.metrics.Counter;
+import org.apache.flink.python.env.embedded.EmbeddedPythonEnvironment;
+import org.apache.flink.python.env.embedded.EmbeddedPythonEnvironmentManager;
 import org.apache.flink.streaming.api.operators.BoundedOneInput;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.api.operators.python.embedded.AbstractEmbeddedPythonFunctionOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.OutputTag;
+
+import pemja.core.PythonInterpreter;
 
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
@@ -29,6 +34,11 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 
 /**
  * The keyed resolver operator of thread mode: buffers records, then calls Python once per batch.
@@ -45,6 +55,20 @@ import java.util.Map;
  * <p>The batch is flushed before every checkpoint barrier ({@code prepareSnapshotPreBarrier},
  * inherited), at end of input and when the operator finishes, so a checkpoint never holds
  * records that were read but not applied: exactly-once and savepoints are as without batching.
+ *
+ * <p><b>Python on its own thread</b> ({@code pythonThread}, the default): the Python call runs on
+ * a thread of this operator's own ("flink-job python ..."), with its own pemja interpreter made
+ * on that thread from the job's Python configuration, while the task thread goes on taking in
+ * the next batch's records and emitting the previous batch's rows into the chained sink. At
+ * most one batch is in flight, and the next one is framed only after that one's states are
+ * written, so every request carries its keys' current state, exactly as one thread would. A
+ * full buffer waits for the batch in flight (backpressure), a batch timer that fires meanwhile
+ * hands the buffer over as soon as that batch is answered; a checkpoint barrier, a watermark,
+ * end of input and finish wait for it and then flush the rest (a drain), so checkpoints,
+ * savepoints and the order of rows and dead letters are unchanged. When the batch in flight is
+ * answered the Python thread posts a mail to the task's mailbox, which writes its states and
+ * emits its rows at once (not at the next batch). Without {@code pythonThread}, Python runs on
+ * the task thread, one batch at a time.
  *
  * <p>State: the key's {@code ListState<byte[]>} named {@code python-state-state} holding one
  * element framed {@code be32(len) payload}: exactly what the per-record operator stores in
@@ -109,6 +133,8 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
     private final int batchTimeMs;
     /** Fields of a feature row: 2 (key, value) or 3 (key, value, timestamp). */
     private final int rowArity;
+    /** Run Python on a thread of its own, overlapping the task thread's work (class doc). */
+    private final boolean pythonThread;
 
     private transient ListState<byte[]> state;
     private transient OutputTag<Row> deadLetters;
@@ -128,6 +154,18 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
     private transient Counter pythonCpuNanos;
     private transient Counter flushCpuNanos;
     private transient ThreadMXBean threads;
+    /** The base's Python environment (kept to make the Python thread's own interpreter). */
+    private transient EmbeddedPythonEnvironmentManager environmentManager;
+    /** The Python thread (null: Python runs on the task thread, in {@code interpreter}). */
+    private transient ExecutorService python;
+    /** The Python thread's interpreter: made, used and closed on that thread only. */
+    private transient PythonInterpreter pythonInterpreter;
+    /** Where the Python thread tells the task thread that a batch is answered. */
+    private transient MailboxExecutor mailbox;
+    /** The batch whose answer is awaited (task thread only), or null. */
+    private transient Batch inFlight;
+    /** The batch timer fired while a batch was in flight: flush when it is answered. */
+    private transient boolean flushDue;
 
     /**
      * @param config the job's Python configuration (PyFlink adds the rest before submission)
@@ -138,6 +176,7 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
      * @param batchTimeMs how long a record waits in the buffer, at most
      * @param rowArity fields of the feature-row tuple: 2 (key, value) or 3 (key, value,
      *     timestamp in epoch ms, -1 for none)
+     * @param pythonThread run Python on a thread of its own, overlapping the task thread's work
      */
     public BatchedResolveOperator(
             Configuration config,
@@ -146,7 +185,8 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
             TypeInformation<Row> deadLetterType,
             int batchSize,
             int batchTimeMs,
-            int rowArity) {
+            int rowArity,
+            boolean pythonThread) {
         super(config);
         if (batchSize < 1 || batchTimeMs < 1) {
             throw new IllegalArgumentException(
@@ -161,6 +201,7 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
             throw new IllegalArgumentException("row arity must be 2 or 3, got " + rowArity);
         }
         this.rowArity = rowArity;
+        this.pythonThread = pythonThread;
     }
 
     @Override
@@ -173,6 +214,13 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         hasTimestamp = new boolean[batchSize];
         out = new DataOutputSerializer(64 * 1024);
         in = new DataInputDeserializer();
+        threads = ManagementFactory.getThreadMXBean();
+        if (pythonThread) {
+            mailbox =
+                    getContainingTask()
+                            .getMailboxExecutorFactory()
+                            .createExecutor(getOperatorConfig().getChainIndex());
+        }
         // Opens the embedded interpreter, then calls openPythonInterpreter().
         super.open();
         state =
@@ -190,27 +238,85 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         batches = getRuntimeContext().getMetricGroup().counter("batches");
         pythonCpuNanos = getRuntimeContext().getMetricGroup().counter("pythonCpuNanos");
         flushCpuNanos = getRuntimeContext().getMetricGroup().counter("flushCpuNanos");
-        threads = ManagementFactory.getThreadMXBean();
         // Runs in the task thread (mailbox), like processElement: no locking needed.
         getProcessingTimeService()
-                .scheduleWithFixedDelay(t -> flush(), batchTimeMs, batchTimeMs);
+                .scheduleWithFixedDelay(t -> batchTimer(), batchTimeMs, batchTimeMs);
+    }
+
+    @Override
+    protected EmbeddedPythonEnvironmentManager createPythonEnvironmentManager() {
+        environmentManager = super.createPythonEnvironmentManager();
+        return environmentManager;
     }
 
     @Override
     public void openPythonInterpreter() {
-        interpreter.set("flink_job_spec", spec);
+        if (!pythonThread) {
+            setUpPython(interpreter);
+            return;
+        }
+        // The base's interpreter (this thread's) stays idle: pemja binds an interpreter to the
+        // thread that made it, so the Python thread makes its own, from the same configuration.
+        String name =
+                "flink-job python: "
+                        + getOperatorConfig().getOperatorName()
+                        + " ("
+                        + (getRuntimeContext().getTaskInfo().getIndexOfThisSubtask() + 1)
+                        + "/"
+                        + getRuntimeContext().getTaskInfo().getNumberOfParallelSubtasks()
+                        + ")";
+        python =
+                Executors.newSingleThreadExecutor(
+                        r -> {
+                            Thread t = new Thread(r, name);
+                            t.setDaemon(true);
+                            return t;
+                        });
+        CompletableFuture<Void> opened = new CompletableFuture<>();
+        python.execute(
+                () -> {
+                    try {
+                        pythonInterpreter =
+                                new PythonInterpreter(
+                                        ((EmbeddedPythonEnvironment)
+                                                        environmentManager.createEnvironment())
+                                                .getConfig());
+                        setUpPython(pythonInterpreter);
+                        opened.complete(null);
+                    } catch (Throwable e) {
+                        opened.completeExceptionally(e);
+                    }
+                });
+        try {
+            opened.get();
+            LOG.info("flink-job batched operator: Python runs on its own thread, '{}'", name);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while opening the Python thread", e);
+        } catch (ExecutionException e) {
+            Exception cause = rethrown(e);
+            throw cause instanceof RuntimeException
+                    ? (RuntimeException) cause
+                    : new IllegalStateException(
+                            "flink-job batched operator: opening its Python thread failed", cause);
+        }
+    }
+
+    /** Loads this operator's BatchStep into {@code p} and checks its wire format. */
+    private void setUpPython(PythonInterpreter p) {
+        p.set("flink_job_spec", spec);
         // Thread mode keeps one interpreter per TaskManager across jobs. A `flink_job` package
         // imported by an earlier job from that job's shipped files (deleted when it ended) is
         // still in sys.modules: importing a submodule it never loaded (`_batch`) would search
         // the deleted directory. Point such a package at this job's copy (its modules already
         // loaded stay as they are: resolver modules loaded by content refer to their classes).
-        interpreter.exec(STALE_PACKAGES);
-        interpreter.exec("from flink_job._batch import BatchStep as _flink_job_BatchStep");
-        interpreter.exec(PY_OBJECT + " = _flink_job_BatchStep.from_spec(flink_job_spec)");
+        p.exec(STALE_PACKAGES);
+        p.exec("from flink_job._batch import BatchStep as _flink_job_BatchStep");
+        p.exec(PY_OBJECT + " = _flink_job_BatchStep.from_spec(flink_job_spec)");
         // A flink_job loaded by an earlier job of another version would misread the batches.
         Object version;
         try {
-            version = interpreter.invokeMethod(PY_OBJECT, "wire_version");
+            version = p.invokeMethod(PY_OBJECT, "wire_version");
         } catch (RuntimeException e) {
             version = null; // a flink_job from before the version check
         }
@@ -238,15 +344,15 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         messages.add((Tuple) row.getField(1));
         timestamps[i] = element.getTimestamp();
         hasTimestamp[i] = element.hasTimestamp();
-        elementCount = messages.size();
-        if (elementCount >= batchSize) {
+        countElements();
+        if (i + 1 >= batchSize) {
             flush();
         }
     }
 
     @Override
     public void endInput() throws Exception {
-        flush();
+        drain();
     }
 
     @Override
@@ -260,32 +366,225 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
                     pythonCpuNanos.getCount() / eventsIn.getCount(),
                     flushCpuNanos.getCount() / eventsIn.getCount());
         }
-        if (interpreter != null) {
+        inFlight = null; // after a failure: its answer is not wanted
+        if (python != null) {
+            CompletableFuture<Void> closed = new CompletableFuture<>();
             try {
-                interpreter.invokeMethod(PY_OBJECT, "close");
-            } catch (RuntimeException e) {
-                LOG.warn("flink-job batched operator: closing its Python side failed", e);
+                python.execute(
+                        () -> {
+                            try {
+                                if (pythonInterpreter != null) {
+                                    closePython(pythonInterpreter);
+                                    pythonInterpreter.close();
+                                }
+                            } finally {
+                                closed.complete(null);
+                            }
+                        });
+                closed.get(); // after the batch it may still be running
+            } catch (ExecutionException | RejectedExecutionException e) {
+                LOG.warn("flink-job batched operator: closing its Python thread failed", e);
+            } finally {
+                python.shutdown();
+                python = null;
             }
+        } else if (interpreter != null) {
+            closePython(interpreter);
         }
         super.close();
     }
 
+    private static void closePython(PythonInterpreter p) {
+        try {
+            p.invokeMethod(PY_OBJECT, "close");
+        } catch (RuntimeException e) {
+            LOG.warn("flink-job batched operator: closing its Python side failed", e);
+        }
+    }
+
+    /** A checkpoint barrier, a watermark or finish: every record read so far is applied. */
     @Override
     protected void invokeFinishBundle() throws Exception {
+        drain();
+    }
+
+    /** One batch from framing to emitting: what it needs after its answer comes back. */
+    private static final class Batch {
+        final List<Object> keys;
+        final long[] timestamps;
+        final boolean[] hasTimestamp;
+        final int size;
+        final CompletableFuture<byte[]> answer = new CompletableFuture<>();
+        /** The Python thread's CPU for this batch (set before {@code answer} completes). */
+        long pythonCpuNanos;
+        /** The answer's counts (read by writeStates, used by emitAnswer). */
+        int rows;
+        int deadLetters;
+        int skipped;
+        int late;
+
+        Batch(List<Object> keys, long[] timestamps, boolean[] hasTimestamp, int size) {
+            this.keys = keys;
+            this.timestamps = timestamps;
+            this.hasTimestamp = hasTimestamp;
+            this.size = size;
+        }
+    }
+
+    /** elementCount (the base's "bundle not finished" test): buffered plus in flight. */
+    private void countElements() {
+        elementCount = messages.size() + (inFlight == null ? 0 : inFlight.size);
+    }
+
+    /**
+     * A full buffer or the batch timer: with the Python thread, waits for the batch in flight
+     * and writes its states, hands the buffer to Python, then emits the answered batch's rows
+     * while Python runs; without it, runs the buffer's batch here.
+     */
+    private void flush() throws Exception {
+        long start = threads.getCurrentThreadCpuTime();
+        flushDue = false;
+        Batch previous = inFlight;
+        if (previous != null) {
+            inFlight = null;
+            writeStates(previous, await(previous));
+        }
+        Batch next = null;
+        byte[] request = null;
+        if (!messages.isEmpty()) {
+            next = new Batch(new ArrayList<>(), timestamps, hasTimestamp, messages.size());
+            timestamps = new long[batchSize];
+            hasTimestamp = new boolean[batchSize];
+            request = frame(next);
+        }
+        if (next != null && python != null) {
+            submit(next, request);
+        }
+        if (previous != null) {
+            emitAnswer(previous);
+        }
+        if (next != null && python == null) {
+            long pythonStart = threads.getCurrentThreadCpuTime();
+            byte[] answer = answerOf(interpreter.invokeMethod(PY_OBJECT, "process", request));
+            next.pythonCpuNanos = threads.getCurrentThreadCpuTime() - pythonStart;
+            writeStates(next, answer);
+            emitAnswer(next);
+        }
+        countElements();
+        // The JVM part; each batch's Python CPU is added when it is emitted.
+        flushCpuNanos.inc(threads.getCurrentThreadCpuTime() - start);
+        if (elementCount == 0) {
+            bundleFinished();
+        }
+    }
+
+    /** Flushes until nothing is buffered or in flight. */
+    private void drain() throws Exception {
+        flush(); // hands the buffer over (and emits what was in flight)
+        if (inFlight != null) {
+            flush(); // emits it
+        }
+    }
+
+    /**
+     * The batch timer: flushes, but does not wait for a batch in flight (the buffer goes to
+     * Python as soon as that one is answered).
+     */
+    private void batchTimer() throws Exception {
+        if (inFlight != null && !inFlight.answer.isDone()) {
+            flushDue = !messages.isEmpty();
+            return;
+        }
         flush();
     }
 
-    /** Hands the buffered records to Python, writes the new states, emits rows and dead letters. */
-    private void flush() throws Exception {
-        int n = messages.size();
-        if (n == 0) {
+    /** The mail the Python thread posts when {@code batch} is answered. */
+    private void answered(Batch batch) throws Exception {
+        if (inFlight != batch) {
+            return; // already emitted by a flush
+        }
+        if (flushDue) {
+            flush(); // hands the buffer to Python before emitting this batch's rows
             return;
         }
-        long flushStart = threads.getCurrentThreadCpuTime();
+        long start = threads.getCurrentThreadCpuTime();
+        inFlight = null;
+        writeStates(batch, await(batch));
+        emitAnswer(batch);
+        countElements();
+        flushCpuNanos.inc(threads.getCurrentThreadCpuTime() - start);
+        if (elementCount == 0) {
+            bundleFinished();
+        }
+    }
+
+    private void submit(Batch batch, byte[] request) {
+        inFlight = batch;
+        python.execute(
+                () -> {
+                    long pythonStart = threads.getCurrentThreadCpuTime();
+                    try {
+                        Object answer =
+                                pythonInterpreter.invokeMethod(PY_OBJECT, "process", request);
+                        batch.pythonCpuNanos = threads.getCurrentThreadCpuTime() - pythonStart;
+                        batch.answer.complete(answerOf(answer));
+                    } catch (Throwable e) {
+                        batch.answer.completeExceptionally(e);
+                    }
+                    try {
+                        mailbox.execute(() -> answered(batch), "flink-job batch answered");
+                    } catch (RejectedExecutionException e) {
+                        // The task is ending: a drain or close deals with the batch.
+                    }
+                });
+    }
+
+    private static byte[] await(Batch batch) throws Exception {
+        try {
+            return batch.answer.get();
+        } catch (ExecutionException e) {
+            throw rethrown(e);
+        }
+    }
+
+    private static Exception rethrown(ExecutionException e) {
+        Throwable cause = e.getCause();
+        if (cause instanceof Exception) {
+            return (Exception) cause;
+        }
+        if (cause instanceof Error) {
+            throw (Error) cause;
+        }
+        return e;
+    }
+
+    private static byte[] answerOf(Object answer) {
+        if (!(answer instanceof byte[])) {
+            throw new IllegalStateException(
+                    "flink_job._batch.BatchStep.process returned "
+                            + (answer == null ? "null" : answer.getClass().getName())
+                            + ", expected bytes");
+        }
+        return (byte[]) answer;
+    }
+
+    private void bundleFinished() {
+        if (bundleFinishedCallback != null) {
+            Runnable callback = bundleFinishedCallback;
+            bundleFinishedCallback = null;
+            callback.run();
+        }
+    }
+
+    /**
+     * Frames the buffered records into a request, reading each distinct key's state once, and
+     * empties the buffer; {@code batch} gets the distinct keys in order of first appearance.
+     */
+    private byte[] frame(Batch batch) throws Exception {
+        int n = messages.size();
         Object restoreKey = getCurrentKey();
-        // Distinct keys in order of first appearance; each key's state is read once.
         Map<String, Integer> index = new HashMap<>();
-        List<Object> distinct = new ArrayList<>();
+        List<Object> distinct = batch.keys;
         int[] keyIndex = new int[n];
         for (int i = 0; i < n; i++) {
             String k = keyStrings.get(i);
@@ -309,6 +608,9 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
             setCurrentKey(distinct.get(k));
             writeBytes(wtf8(names[k]));
             writeNullableBytes(readState());
+        }
+        if (restoreKey != null) {
+            setCurrentKey(restoreKey);
         }
         for (int i = 0; i < n; i++) {
             Tuple m = messages.get(i);
@@ -337,31 +639,39 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
                 }
             }
         }
-        byte[] request = out.getCopyOfBuffer();
-        long pythonStart = threads.getCurrentThreadCpuTime();
-        Object answer = interpreter.invokeMethod(PY_OBJECT, "process", (Object) request);
-        pythonCpuNanos.inc(threads.getCurrentThreadCpuTime() - pythonStart);
-        if (!(answer instanceof byte[])) {
-            throw new IllegalStateException(
-                    "flink_job._batch.BatchStep.process returned "
-                            + (answer == null ? "null" : answer.getClass().getName())
-                            + ", expected bytes");
-        }
-        in.setBuffer((byte[]) answer);
+        keyObjects.clear();
+        keyStrings.clear();
+        messages.clear();
+        return out.getCopyOfBuffer();
+    }
+
+    /** Reads {@code answer} up to its rows, writing the new states. */
+    private void writeStates(Batch batch, byte[] answer) throws Exception {
+        in.setBuffer(answer);
         int nStates = in.readInt();
-        int nRows = in.readInt();
-        int nDead = in.readInt();
-        int nSkipped = in.readInt();
-        int nLate = in.readInt();
+        batch.rows = in.readInt();
+        batch.deadLetters = in.readInt();
+        batch.skipped = in.readInt();
+        batch.late = in.readInt();
+        if (nStates == 0) {
+            return;
+        }
+        Object restoreKey = getCurrentKey();
         for (int s = 0; s < nStates; s++) {
             int k = in.readInt();
             byte[] payload = readBytes();
-            setCurrentKey(distinct.get(k));
+            setCurrentKey(batch.keys.get(k));
             writeState(payload);
         }
         if (restoreKey != null) {
             setCurrentKey(restoreKey);
         }
+    }
+
+    /** Emits the rows and dead letters of the answer that {@link #writeStates} started. */
+    private void emitAnswer(Batch batch) throws Exception {
+        int nRows = batch.rows;
+        int nDead = batch.deadLetters;
         for (int r = 0; r < nRows; r++) {
             int i = in.readInt();
             int keyLength = in.readInt(); // -1: no key
@@ -370,7 +680,11 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
             byte[] k = keyLength < 0 ? EMPTY : new byte[keyLength];
             in.readFully(k);
             in.readFully(value);
-            emit(i, rowArity == 2 ? Tuple2.of(k, value) : Tuple3.of(k, value, timestamp), null);
+            emit(
+                    batch,
+                    i,
+                    rowArity == 2 ? Tuple2.of(k, value) : Tuple3.of(k, value, timestamp),
+                    null);
         }
         for (int d = 0; d < nDead; d++) {
             int i = in.readInt();
@@ -382,31 +696,25 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
                 String name = new String(readBytes(), StandardCharsets.UTF_8);
                 headers.put(name, readNullableBytes());
             }
-            emit(i, null, Row.of(key, value, headers));
+            emit(batch, i, null, Row.of(key, value, headers));
         }
-        eventsIn.inc(n);
+        eventsIn.inc(batch.size);
         featureRows.inc(nRows);
         deadLetterCount.inc(nDead);
-        skipped.inc(nSkipped);
-        lateArrivals.inc(nLate);
+        skipped.inc(batch.skipped);
+        lateArrivals.inc(batch.late);
         batches.inc();
-        keyObjects.clear();
-        keyStrings.clear();
-        messages.clear();
-        elementCount = 0;
-        flushCpuNanos.inc(threads.getCurrentThreadCpuTime() - flushStart);
+        // The base's bundle timer drains (waits for the batch in flight) only when no batch
+        // has been emitted for python.fn-execution.bundle.time.
         lastFinishBundleTime = getProcessingTimeService().getCurrentProcessingTime();
-        if (bundleFinishedCallback != null) {
-            Runnable callback = bundleFinishedCallback;
-            bundleFinishedCallback = null;
-            callback.run();
-        }
+        pythonCpuNanos.inc(batch.pythonCpuNanos);
+        flushCpuNanos.inc(batch.pythonCpuNanos);
     }
 
-    private void emit(int i, Tuple row, Row deadLetter) {
+    private void emit(Batch batch, int i, Tuple row, Row deadLetter) {
         StreamRecord<?> record =
-                hasTimestamp[i]
-                        ? new StreamRecord<>(row != null ? row : deadLetter, timestamps[i])
+                batch.hasTimestamp[i]
+                        ? new StreamRecord<>(row != null ? row : deadLetter, batch.timestamps[i])
                         : new StreamRecord<>(row != null ? row : deadLetter);
         if (row != null) {
             @SuppressWarnings("unchecked")
