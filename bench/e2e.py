@@ -2,7 +2,7 @@
 
     python -m bench.e2e N KEYS [--backend hashmap|rocksdb] [--probes P]
                                [--delivery exactly-once|at-least-once] [--batch-size B]
-                               [--profile DIR] [--config KEY=VALUE ...]
+                               [--profile DIR] [--config KEY=VALUE ...] [--task-thread]
 
 Prints one JSON line: sustained events/s (first to last row visible under read_committed),
 event-to-row latency p50/p99 from probe events sent one by one after the backlog drained,
@@ -21,7 +21,8 @@ of the local broker, and their sum (``cpu_us_per_event``). ``--profile DIR`` add
 the JVM's CPU per event by thread name (``threads_us_per_event``) and records a JFR execution
 sample profile of the same interval into DIR (``jfr print --events jdk.ExecutionSample``).
 ``--config KEY=VALUE`` (repeatable) overrides one setting of the job's Flink configuration,
-to compare variants (e.g. ``--config pipeline.object-reuse=false``).
+to compare variants (e.g. ``--config pipeline.object-reuse=false``). ``--task-thread`` runs the
+batched operator's Python on its task thread (``batch_python_thread = false``).
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def main() -> None:
         truth.setdefault(e["user_id"], set()).add(e["ip_address"])
     preload(bootstrap, src, values)
     use_source_topic(run, src)
-    options = workload_options(run, sink, delivery, backend, batch_size)
+    python_thread = False if "--task-thread" in sys.argv else None
+    options = workload_options(run, sink, delivery, backend, batch_size, python_thread)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -155,6 +157,7 @@ def main() -> None:
                 "delivery": delivery,
                 "rows": seen,
                 "batch_size": options.batch_size,
+                "python_thread": options.batch_python_thread,
                 "verified": last_count == {u: len(ips) for u, ips in truth.items()},
                 "sustained_events_per_s": sustained,
                 "latency_p50_s": statistics.median(latencies) if latencies else None,

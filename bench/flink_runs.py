@@ -60,7 +60,8 @@ def _env(mode: str):  # type: ignore[no-untyped-def]
 
 
 def _batch_options():  # type: ignore[no-untyped-def]
-    """JobOptions with the batch settings from FLINK_JOB_BENCH_BATCH=size,ms (else defaults)."""
+    """JobOptions with the batch settings from FLINK_JOB_BENCH_BATCH=size,ms[,task-thread]
+    (else defaults; ``task-thread``: the batched operator's Python on its task thread)."""
     import os
 
     from flink_job.config import JobOptions
@@ -68,8 +69,10 @@ def _batch_options():  # type: ignore[no-untyped-def]
     spec = os.environ.get("FLINK_JOB_BENCH_BATCH")
     if not spec:
         return JobOptions()
-    size, ms = spec.split(",")
-    return JobOptions(batch_size=int(size), batch_time_ms=int(ms))
+    size, ms, *where = spec.split(",")
+    return JobOptions(
+        batch_size=int(size), batch_time_ms=int(ms), batch_python_thread=where != ["task-thread"]
+    )
 
 
 def _source(env, values: list[bytes]):  # type: ignore[no-untyped-def]

@@ -26,7 +26,12 @@ def main() -> None:
     use_source_topic(sink, source)
     batch_size = None if batch in ("default", "task-thread") else int(batch)
     options = workload_options(
-        sink, sink, delivery, "hashmap", batch_size, python_thread=batch != "task-thread"
+        sink,
+        sink,
+        delivery,
+        "hashmap",
+        batch_size,
+        python_thread=False if batch == "task-thread" else None,
     )
     start_local(str(ROOT / "bench" / "workload.py"), options)
     print(

@@ -50,11 +50,12 @@ def workload_options(
     delivery: str,
     backend: str,
     batch_size: int | None,
-    python_thread: bool = True,
+    python_thread: bool | None = None,
 ) -> JobOptions:
     """The options of a benchmark job ``bench-<tag>``: the workload from the earliest offset
     into ``sink``, a checkpoint every second (``batch_size`` None: the default batching;
-    ``python_thread`` False: the batched operator runs Python on the task thread)."""
+    ``python_thread`` False: the batched operator runs Python on the task thread; None: the
+    conf's ``batch_python_thread``)."""
     from flink_job.config import JobOptions
 
     return JobOptions.from_conf(
