@@ -10,10 +10,12 @@ the last checkpoint's duration and size, and whether the output was right (the l
 every key carries that key's true unique-IP count). ``--batch-size 0`` runs thread mode with
 one Python call per record (as before the batched operator).
 
-The batched operator's own counters add its task thread's CPU per event inside the Python
-call (``operator_python_us_per_event``) and inside its whole flush, Python included
-(``operator_flush_us_per_event``: state reads and writes, framing, emitting into the chained
-sink), over the whole job; the rest of that thread is its network input and buffering.
+The batched operator's own counters add the CPU per event of its Python call
+(``operator_python_us_per_event``; on the operator's Python thread, or on the task thread with
+``--task-thread``) and of its whole flush, Python included (``operator_flush_us_per_event``:
+the task thread's state reads and writes, framing and emitting into the chained sink, plus the
+Python call), over the whole job; the rest of the task thread is its network input and
+buffering.
 
 CPU per event, from /proc, from the first row to the last, is always reported: of the job's
 JVM (``job_cpu_us_per_event``; thread mode runs Python inside it), of this process (the reader),
