@@ -2,7 +2,7 @@
 
     python -m bench.e2e N KEYS [--backend hashmap|rocksdb] [--probes P]
                                [--delivery exactly-once|at-least-once] [--batch-size B]
-                               [--profile DIR] [--config KEY=VALUE ...] [--task-thread]
+                               [--profile DIR] [--config KEY=VALUE ...] [--python-thread]
 
 Prints one JSON line: sustained events/s (first to last row visible under read_committed),
 event-to-row latency p50/p99 from probe events sent one by one after the backlog drained,
@@ -11,8 +11,8 @@ every key carries that key's true unique-IP count). ``--batch-size 0`` runs thre
 one Python call per record (as before the batched operator).
 
 The batched operator's own counters add the CPU per event of its Python call
-(``operator_python_us_per_event``; on the operator's Python thread, or on the task thread with
-``--task-thread``) and of its whole flush, Python included (``operator_flush_us_per_event``:
+(``operator_python_us_per_event``; on the task thread, or on the operator's Python thread
+with ``--python-thread``) and of its whole flush, Python included (``operator_flush_us_per_event``:
 the task thread's state reads and writes, framing and emitting into the chained sink, plus the
 Python call), over the whole job; the rest of the task thread is its network input and
 buffering.
@@ -23,8 +23,8 @@ of the local broker, and their sum (``cpu_us_per_event``). ``--profile DIR`` add
 the JVM's CPU per event by thread name (``threads_us_per_event``) and records a JFR execution
 sample profile of the same interval into DIR (``jfr print --events jdk.ExecutionSample``).
 ``--config KEY=VALUE`` (repeatable) overrides one setting of the job's Flink configuration,
-to compare variants (e.g. ``--config pipeline.object-reuse=false``). ``--task-thread`` runs the
-batched operator's Python on its task thread (``batch_python_thread = false``).
+to compare variants (e.g. ``--config pipeline.object-reuse=false``). ``--python-thread`` runs the
+batched operator's Python on a thread of its own (``batch_python_thread = true``).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main() -> None:
         truth.setdefault(e["user_id"], set()).add(e["ip_address"])
     preload(bootstrap, src, values)
     use_source_topic(run, src)
-    python_thread = False if "--task-thread" in sys.argv else None
+    python_thread = True if "--python-thread" in sys.argv else None
     options = workload_options(run, sink, delivery, backend, batch_size, python_thread)
     consumer = Consumer(
         {

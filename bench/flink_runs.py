@@ -60,8 +60,8 @@ def _env(mode: str):  # type: ignore[no-untyped-def]
 
 
 def _batch_options():  # type: ignore[no-untyped-def]
-    """JobOptions with the batch settings from FLINK_JOB_BENCH_BATCH=size,ms[,task-thread]
-    (else defaults; ``task-thread``: the batched operator's Python on its task thread)."""
+    """JobOptions with the batch settings from FLINK_JOB_BENCH_BATCH=size,ms[,python-thread]
+    (else defaults; ``python-thread``: the batched operator's Python on a thread of its own)."""
     import os
 
     from flink_job.config import JobOptions
@@ -71,7 +71,7 @@ def _batch_options():  # type: ignore[no-untyped-def]
         return JobOptions()
     size, ms, *where = spec.split(",")
     return JobOptions(
-        batch_size=int(size), batch_time_ms=int(ms), batch_python_thread=where != ["task-thread"]
+        batch_size=int(size), batch_time_ms=int(ms), batch_python_thread=where == ["python-thread"]
     )
 
 

@@ -1,11 +1,11 @@
 """This project's job as one variant of ``bench.peers``: the same start as ``bench.e2e``.
 
-    python -m bench.peer_project SOURCE_TOPIC SINK_TOPIC DELIVERY BATCH_SIZE|default|task-thread
+    python -m bench.peer_project SOURCE_TOPIC SINK_TOPIC DELIVERY BATCH_SIZE|default|python-thread
 
 Starts the compiled unique-IP resolver (``bench/workload.py``) on a local MiniCluster reading
 SOURCE_TOPIC from the earliest offset into SINK_TOPIC (hashmap, checkpoint every second, thread
 mode; ``BATCH_SIZE`` 0 = one Python call per record, ``default`` = the batched operator's
-default, ``task-thread`` = the batched operator with Python on the task thread) and runs until
+default, ``python-thread`` = the batched operator with Python on a thread of its own) and runs until
 it is terminated. The benchmark reads and verifies the rows.
 """
 
@@ -24,14 +24,14 @@ def main() -> None:
 
     source, sink, delivery, batch = sys.argv[1:5]
     use_source_topic(sink, source)
-    batch_size = None if batch in ("default", "task-thread") else int(batch)
+    batch_size = None if batch in ("default", "python-thread") else int(batch)
     options = workload_options(
         sink,
         sink,
         delivery,
         "hashmap",
         batch_size,
-        python_thread=False if batch == "task-thread" else None,
+        python_thread=True if batch == "python-thread" else None,
     )
     start_local(str(ROOT / "bench" / "workload.py"), options)
     print(

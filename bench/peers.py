@@ -8,8 +8,8 @@ Variants (every one once per round, rounds interleaved, the order reversed every
 - ``project batched ALO|EO``: this project's job (``bench/workload.py``, thread mode's batched
   operator), at-least-once and exactly-once, hashmap, checkpoint every second;
 - ``project per-record ALO|EO``: the same with one Python call per record (batch size 0);
-- ``project task-thread ALO|EO``: the batched operator with Python on the task thread
-  (``batch_python_thread = false``), as before Python got a thread of its own;
+- ``project python-thread ALO|EO``: the batched operator with Python on a thread of its own
+  (``batch_python_thread = true``);
 - ``quix ALO|EO``: Quix Streams (``group_by`` + stateful ``apply``, commit every second);
 - ``bytewax`` / ``bytewax recovery``: Bytewax (``key_on`` + ``stateful_map``, 1 worker),
   without and with recovery (snapshot every second);
@@ -70,8 +70,8 @@ VARIANTS = [
     "project batched EO",
     "project per-record ALO",
     "project per-record EO",
-    "project task-thread ALO",
-    "project task-thread EO",
+    "project python-thread ALO",
+    "project python-thread EO",
     "quix ALO",
     "quix EO",
     "bytewax",
@@ -223,8 +223,8 @@ def _command(
         batch = (
             "0"
             if "per-record" in variant
-            else "task-thread"
-            if "task-thread" in variant
+            else "python-thread"
+            if "python-thread" in variant
             else "default"
         )
         return [*project, delivery, batch], {}, ROOT

@@ -54,8 +54,8 @@ def workload_options(
 ) -> JobOptions:
     """The options of a benchmark job ``bench-<tag>``: the workload from the earliest offset
     into ``sink``, a checkpoint every second (``batch_size`` None: the default batching;
-    ``python_thread`` False: the batched operator runs Python on the task thread; None: the
-    conf's ``batch_python_thread``)."""
+    ``python_thread`` True: the batched operator runs Python on a thread of its own; None:
+    the conf's ``batch_python_thread``)."""
     from flink_job.config import JobOptions
 
     return JobOptions.from_conf(

@@ -154,8 +154,9 @@ class JobOptions:
     batch_size: int = 1000
     batch_time_ms: int = 20
     # Thread mode's batched operator: Python on a thread of its own, overlapping the task
-    # thread's work (input, state, the sink); false: Python on the task thread.
-    batch_python_thread: bool = True
+    # thread's work (input, state, the sink). For TaskManagers with a core to spare; on the
+    # 2-core benchmark machine it gained nothing (README, "Seventh round").
+    batch_python_thread: bool = False
     default_bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     environment: str | None = None  # --environment: resolvers with environment= run only there
     # A fixed property of a job's state: savepoints restore at any parallelism up to it, and

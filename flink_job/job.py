@@ -357,7 +357,7 @@ class Batching:
 
     size: int
     time_ms: int
-    python_thread: bool = True
+    python_thread: bool = False
 
 
 def batching(options: JobOptions) -> Batching | None:

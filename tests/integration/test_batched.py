@@ -37,22 +37,22 @@ def _python_threads() -> list[str]:
 
 
 def test_savepoints_move_between_per_record_batched_and_process(cluster, kafka, topics, tmp_path):
-    """per-record thread mode (today's main) -> batched -> process -> batched with Python on
-    the task thread -> batched again: one savepoint per hop, the counts continue through all
-    of them. The batched operator runs Python on a thread of its own by default
-    (``batch_python_thread``), which the TaskManagers' thread dumps show."""
+    """per-record thread mode (today's main) -> batched with Python on a thread of its own ->
+    process -> batched -> batched again with the Python thread: one savepoint per hop, the
+    counts continue through all of them. The TaskManagers' thread dumps show the Python
+    thread exactly when ``batch_python_thread`` is on."""
     source, sink, conf = topics
-    on_task_thread = tmp_path / "task-thread.toml"
-    on_task_thread.write_text(conf.read_text() + "[job]\nbatch_python_thread = false\n")
+    python_thread_conf = tmp_path / "python-thread.toml"
+    python_thread_conf.write_text(conf.read_text() + "[job]\nbatch_python_thread = true\n")
     app = str(APPS / "count_events.py")
     users = 10
     small = ["--batch-size", "7", "--batch-time", "5"]
     hops = [
         ("per-record", ["--batch-size", "0"], 5, "hashmap", conf, False),
-        ("batched", [], 3, "rocksdb", conf, True),
+        ("batched, Python thread", [], 3, "rocksdb", python_thread_conf, True),
         ("process", ["--execution-mode", "process"], 2, "hashmap", conf, False),
-        ("batched, Python on the task thread", small, 2, "hashmap", on_task_thread, False),
-        ("batched again", small, 3, "rocksdb", conf, True),
+        ("batched", small, 2, "hashmap", conf, False),
+        ("batched again, Python thread", small, 3, "rocksdb", python_thread_conf, True),
     ]
     savepoint: str | None = None
     done = 0
@@ -80,13 +80,14 @@ def test_savepoints_move_between_per_record_batched_and_process(cluster, kafka, 
 
 def test_a_resolver_that_prints_and_logs_on_the_python_thread(kafka, run_job, tmp_path):
     """print() and logging from a resolver on the batched operator's Python thread (the
-    local MiniCluster): pemja sends both into the JVM from that thread too, and the job's
-    rows are exact."""
+    local MiniCluster): the printed lines reach the job's output through pemja's redirection
+    from that thread too, logging there does not break the job, and its rows are exact."""
     source, conf = events_source(kafka, tmp_path, partitions=1)
     sink = unique("features")
     produce(kafka, source, ch.events(users=3, per_user=4))
     flags = ["--sink-topic", sink, "--starting-offsets", "earliest"]
-    job = run_job(str(APPS / "chatty_app.py"), *flags, conf=conf.read_text())
+    python_thread = conf.read_text() + "[job]\nbatch_python_thread = true\n"
+    job = run_job(str(APPS / "chatty_app.py"), *flags, conf=python_thread)
     rows = read_all(kafka, sink, expect=12, timeout=180)
     assert _counts(rows) == {f"u{u}": [1, 2, 3, 4] for u in range(3)}, job.output()[-3000:]
     wait_for(lambda: "chatty: u2 has 4" in job.output(), 30, "the resolver's print output")

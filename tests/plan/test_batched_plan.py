@@ -82,8 +82,8 @@ def test_process_mode_and_batch_size_0_keep_the_per_record_operator(options):
 
 
 @pytest.mark.parametrize("python_thread", [True, False])
-def test_the_batched_operator_runs_python_on_its_own_thread_unless_told_not_to(python_thread):
-    options = {} if python_thread else {"batch_python_thread": False}
+def test_the_batched_operator_runs_python_on_its_own_thread_when_told_to(python_thread):
+    options = {"batch_python_thread": True} if python_thread else {}
     ts = _transformations(_build(**options).env)
     for name in ("count_clicks", "total_spend"):
         operator = ts[f"resolve {name}"].getOperatorFactory().getOperator()

@@ -1,6 +1,6 @@
-"""Counts events per user and prints and logs from the resolver: in thread mode the resolver
-runs on the batched operator's Python thread, where pemja's stdout and logging redirection
-into the JVM must work as on the task thread."""
+"""Counts events per user and prints and logs from the resolver: with
+``batch_python_thread = true`` the resolver runs on the batched operator's Python thread,
+where pemja's stdout and logging redirection into the JVM must work as on the task thread."""
 
 import logging
 from dataclasses import dataclass

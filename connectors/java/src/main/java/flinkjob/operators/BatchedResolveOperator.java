@@ -56,19 +56,20 @@ import java.util.concurrent.RejectedExecutionException;
  * inherited), at end of input and when the operator finishes, so a checkpoint never holds
  * records that were read but not applied: exactly-once and savepoints are as without batching.
  *
- * <p><b>Python on its own thread</b> ({@code pythonThread}, the default): the Python call runs on
- * a thread of this operator's own ("flink-job python ..."), with its own pemja interpreter made
- * on that thread from the job's Python configuration, while the task thread goes on taking in
- * the next batch's records and emitting the previous batch's rows into the chained sink. At
- * most one batch is in flight, and the next one is framed only after that one's states are
- * written, so every request carries its keys' current state, exactly as one thread would. A
- * full buffer waits for the batch in flight (backpressure), a batch timer that fires meanwhile
- * hands the buffer over as soon as that batch is answered; a checkpoint barrier, a watermark,
- * end of input and finish wait for it and then flush the rest (a drain), so checkpoints,
- * savepoints and the order of rows and dead letters are unchanged. When the batch in flight is
- * answered the Python thread posts a mail to the task's mailbox, which writes its states and
- * emits its rows at once (not at the next batch). Without {@code pythonThread}, Python runs on
- * the task thread, one batch at a time.
+ * <p><b>Python on its own thread</b> ({@code pythonThread}, off by default): the Python call
+ * runs on a thread of this operator's own ("flink-job python ..."), with its own pemja
+ * interpreter made on that thread from the job's Python configuration, while the task thread
+ * goes on taking in the next batch's records and emitting the previous batch's rows into the
+ * chained sink. At most one batch is in flight, and the next one is framed only after that
+ * one's states are written, so every request carries its keys' current state, exactly as one
+ * thread would. A full buffer waits for the batch in flight (backpressure), a batch timer that
+ * fires meanwhile hands the buffer over as soon as that batch is answered; a checkpoint
+ * barrier, a watermark, end of input and finish wait for it and then flush the rest (a drain),
+ * so checkpoints, savepoints and the order of rows and dead letters are unchanged. When the
+ * batch in flight is answered the Python thread posts a mail to the task's mailbox, which
+ * writes its states and emits its rows at once (not at the next batch). It is for TaskManagers
+ * with a core to spare for each keyed subtask; without it, Python runs on the task thread, one
+ * batch at a time.
  *
  * <p>State: the key's {@code ListState<byte[]>} named {@code python-state-state} holding one
  * element framed {@code be32(len) payload}: exactly what the per-record operator stores in
@@ -251,7 +252,13 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
 
     @Override
     public void openPythonInterpreter() {
-        if (!pythonThread) {
+        if (pythonThread && environmentManager == null) {
+            // A Flink whose base class no longer makes its environment through the factory.
+            LOG.warn(
+                    "flink-job batched operator: no Python environment to make the Python "
+                    + "thread's interpreter from; Python runs on the task thread");
+        }
+        if (!pythonThread || environmentManager == null) {
             setUpPython(interpreter);
             return;
         }
