@@ -478,7 +478,8 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
             emitAnswer(next);
         }
         countElements();
-        // The JVM part; each batch's Python CPU is added when it is emitted.
+        // The task thread's CPU (Python's too, without the Python thread; with it, each
+        // batch's Python CPU is added when the batch is emitted).
         flushCpuNanos.inc(threads.getCurrentThreadCpuTime() - start);
         if (elementCount == 0) {
             bundleFinished();
@@ -715,7 +716,10 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         // has been emitted for python.fn-execution.bundle.time.
         lastFinishBundleTime = getProcessingTimeService().getCurrentProcessingTime();
         pythonCpuNanos.inc(batch.pythonCpuNanos);
-        flushCpuNanos.inc(batch.pythonCpuNanos);
+        if (python != null) {
+            // On the Python thread: not in the task thread's CPU that flush() counts.
+            flushCpuNanos.inc(batch.pythonCpuNanos);
+        }
     }
 
     private void emit(Batch batch, int i, Tuple row, Row deadLetter) {
