@@ -494,12 +494,21 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def targets(summary: dict[str, Any]) -> dict[str, Any]:
+    """Each target's ratio of the two variants' median rates (what decides met or missed),
+    and the ratio within each round (``per_round``; None where either run gave no rate): the
+    host's speed drifts within a run, and the rounds show how far that moves the ratio."""
+
     def rate(v: str) -> float | None:
         return summary.get(v, {}).get("events_per_s")
 
     def ratio(a: str, b: str) -> float | None:
         ra, rb = rate(a), rate(b)
         return ra / rb if ra and rb else None
+
+    def per_round(a: str, b: str) -> list[float | None]:
+        runs_a = summary.get(a, {}).get("events_per_s_runs", [])
+        runs_b = summary.get(b, {}).get("events_per_s_runs", [])
+        return [x / y if x and y else None for x, y in zip(runs_a, runs_b, strict=False)]
 
     out = {}
     for name, a, b, goal in (
@@ -508,7 +517,11 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
         ("exactly-once >= 2x Quix Streams exactly-once", "project batched EO", "quix EO", 2.0),
     ):
         r = ratio(a, b)
-        out[name] = {"ratio": r, "met": (r >= goal) if r is not None else None}
+        out[name] = {
+            "ratio": r,
+            "met": (r >= goal) if r is not None else None,
+            "per_round": per_round(a, b),
+        }
     return out
 
 
@@ -544,7 +557,11 @@ def print_table(summary: dict[str, Any], goals: dict[str, Any]) -> None:
     print("\ntargets:")
     for name, t in goals.items():
         met = {True: "met", False: "missed", None: "not measured"}[t["met"]]
-        print(f"  {name}: {_fmt(t['ratio'], '.2f')}x ({met})")
+        rounds = ", ".join(_fmt(r, ".2f") for r in t.get("per_round", []))
+        print(
+            f"  {name}: {_fmt(t['ratio'], '.2f')}x ({met})"
+            + (f"; per round {rounds}" if rounds else "")
+        )
 
 
 def _load() -> list[float]:

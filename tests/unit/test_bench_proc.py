@@ -1,6 +1,7 @@
 """The benchmark's accounting (``bench.peers``): a process tree's CPU from /proc includes its
-children, a JVM's threads are grouped by their names, and an exactly-once output is timed
-between its commits."""
+children, a JVM's threads are grouped by their names, an exactly-once output is timed
+between its commits, and a target is decided by the median rates, with each round's ratio
+alongside."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.peers import breakdown, commit_window, thread_group, tree, tree_cpu_s  # noqa: E402
+from bench.peers import (  # noqa: E402
+    breakdown,
+    commit_window,
+    summarize,
+    targets,
+    thread_group,
+    tree,
+    tree_cpu_s,
+)
 
 
 def test_tree_cpu_counts_a_busy_child_and_its_exit():
@@ -79,3 +88,27 @@ def test_a_transactional_output_is_measured_between_commits_not_into_the_idle_ta
     assert commit_window(bursts, total, warmup=150_000) is None
     assert commit_window([(1.0, 0)], 5_000, warmup=0) is None
     assert commit_window([], 0, warmup=0) is None
+
+
+def test_a_target_is_decided_by_the_median_rates_and_reports_each_rounds_ratio():
+    def run(rate: float | None) -> dict[str, object]:
+        if rate is None:  # a run that gave no verified rate
+            return {"verified": False}
+        return {"verified": True, "events_per_s": rate}
+
+    runs = {
+        "project batched ALO": [run(60.0), run(50.0), run(40.0)],
+        "bytewax": [run(50.0), run(None), run(50.0)],
+        "project batched EO": [run(52.0), run(49.0), run(62.0)],
+        "quix EO": [run(26.0), run(26.0), run(27.0)],
+    }
+    goals = targets(summarize(runs))
+    alo = goals["at-least-once >= 1.2x Bytewax"]
+    assert alo["ratio"] == 1.0 and alo["met"] is False  # medians 50 vs 50
+    assert alo["per_round"] == [1.2, None, 0.8]
+    eo = goals["exactly-once >= 2x Quix Streams exactly-once"]
+    assert eo["ratio"] == 2.0 and eo["met"] is True  # medians 52 vs 26
+    assert [round(r, 3) for r in eo["per_round"]] == [2.0, 1.885, 2.296]
+    # A variant that did not run: not measured, no rounds.
+    missing = goals["at-least-once >= 1.2x Bytewax with recovery"]
+    assert missing["ratio"] is None and missing["met"] is None and missing["per_round"] == []
