@@ -9,6 +9,7 @@ thread-mode tests, where it is the default).
 
 from __future__ import annotations
 
+import gc
 import json
 import struct
 from dataclasses import dataclass, field
@@ -36,6 +37,19 @@ def picky(event: LoginEvent, state: State[LoginState]) -> Features[User.id, User
         raise ValueError("bad ip")
     if event.ip_address == "unstorable":
         state.unique_ips.add(object())  # type: ignore[arg-type]  # cannot be encoded
+    return User(id=event.user_id, unique_ip_count=len(state.unique_ips))
+
+
+GC_DURING_RESOLVER: list[bool] = []
+
+
+@stream(source=SOURCE, keys={"user_id": User.id})
+def gc_watcher(
+    event: LoginEvent, state: State[LoginState]
+) -> Features[User.id, User.unique_ip_count]:
+    """Records whether Python's cyclic garbage collector runs while the resolver does."""
+    GC_DURING_RESOLVER.append(gc.isenabled())
+    state.unique_ips.add(event.ip_address)
     return User(id=event.user_id, unique_ip_count=len(state.unique_ips))
 
 
@@ -329,3 +343,28 @@ def test_a_request_of_another_wire_format_is_refused_with_the_fix():
     message = str(e.value)
     assert "different flink-job versions" in message and "restart the TaskManagers" in message
     assert f"wire format {WIRE_VERSION}" in message
+
+
+def test_the_garbage_collector_is_paused_for_a_batch_and_left_as_it_was():
+    """With many keys every message's state object outlives the message, so the collector's
+    young generation fills several times per batch; paused for the batch, it runs at most
+    once after it. It must be back on after every batch, a failing one too, and stay off
+    when the application turned it off."""
+    messages = [_msg(i, f"u{i % 5}", f"10.0.0.{i}") for i in range(12)]
+    assert gc.isenabled()
+    GC_DURING_RESOLVER.clear()
+    rows, _, _ = run_batched(gc_watcher, messages, 5)
+    assert GC_DURING_RESOLVER == [False] * 12 and len(rows) == 12
+    assert gc.isenabled()
+    batch = BatchStep(ResolverCore(gc_watcher), gc_watcher.source.topic)
+    with pytest.raises(RuntimeError):
+        batch.process(struct.pack(">iii", 0, 0, 0))  # not a request: refused
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        GC_DURING_RESOLVER.clear()
+        run_batched(gc_watcher, messages, 5)
+        assert GC_DURING_RESOLVER == [False] * 12
+        assert not gc.isenabled()  # left off, as the application had it
+    finally:
+        gc.enable()
