@@ -477,9 +477,17 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
             writeStates(next, answer);
             emitAnswer(next);
         }
+        finishEmitting(start);
+    }
+
+    /**
+     * After a flush or an answered batch: counts what is still buffered or in flight, adds the
+     * task thread's CPU since {@code start} (Python's too without the Python thread; with it,
+     * each batch's Python CPU is added when the batch is emitted), and tells the base that the
+     * bundle is finished once nothing is left.
+     */
+    private void finishEmitting(long start) {
         countElements();
-        // The task thread's CPU (Python's too, without the Python thread; with it, each
-        // batch's Python CPU is added when the batch is emitted).
         flushCpuNanos.inc(threads.getCurrentThreadCpuTime() - start);
         if (elementCount == 0) {
             bundleFinished();
@@ -519,11 +527,7 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         inFlight = null;
         writeStates(batch, await(batch));
         emitAnswer(batch);
-        countElements();
-        flushCpuNanos.inc(threads.getCurrentThreadCpuTime() - start);
-        if (elementCount == 0) {
-            bundleFinished();
-        }
+        finishEmitting(start);
     }
 
     private void submit(Batch batch, byte[] request) {
