@@ -182,7 +182,7 @@ class BatchStep:
         Python's cyclic garbage collector is paused for the batch (if it is on) and runs at
         most once after it. With many keys, nearly every message makes a state object that
         outlives it (the batch's store and the cache between batches hold it), so the young
-        generation filled ~4 times per batch, and the survivors it promoted set off full
+        generation filled 3-4 times per batch, and the survivors it promoted set off full
         collections, each walking the TaskManager interpreter's ~190k objects. At 1M keys
         that was ~5 us per event (README -> Benchmarks, "Ninth round"); at 1k keys nothing
         survives a message and nothing changes. A batch's cyclic garbage (at most
