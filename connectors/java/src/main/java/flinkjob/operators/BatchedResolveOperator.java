@@ -619,7 +619,7 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         for (int k = 0; k < distinct.size(); k++) {
             setCurrentKey(distinct.get(k));
             writeBytes(wtf8(names[k]));
-            writeNullableBytes(readState());
+            writeStoredState();
         }
         if (restoreKey != null) {
             setCurrentKey(restoreKey);
@@ -671,9 +671,9 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         Object restoreKey = getCurrentKey();
         for (int s = 0; s < nStates; s++) {
             int k = in.readInt();
-            byte[] payload = readBytes();
+            byte[] framed = readFramed();
             setCurrentKey(batch.keys.get(k));
-            writeState(payload);
+            state.update(Collections.singletonList(framed));
         }
         if (restoreKey != null) {
             setCurrentKey(restoreKey);
@@ -742,35 +742,39 @@ public class BatchedResolveOperator extends AbstractEmbeddedPythonFunctionOperat
         }
     }
 
-    /** The current key's stored payload (without its frame), or null. */
-    private byte[] readState() throws Exception {
+    /**
+     * Writes the current key's stored state into the request: its one element is already
+     * framed as the request frames bytes (int32 length, then the payload), so it goes in as
+     * it is (length -1 when the key has no state).
+     */
+    private void writeStoredState() throws Exception {
         Iterable<byte[]> elements = state.get();
-        if (elements == null) {
-            return null;
-        }
-        Iterator<byte[]> it = elements.iterator();
-        if (!it.hasNext()) {
-            return null;
+        Iterator<byte[]> it = elements == null ? null : elements.iterator();
+        if (it == null || !it.hasNext()) {
+            out.writeInt(-1);
+            return;
         }
         byte[] framed = it.next();
         if (framed.length < 4 || readBe32(framed) != framed.length - 4) {
             throw new IllegalStateException(
                     "state element has an unexpected frame; not written by flink-job");
         }
-        byte[] payload = new byte[framed.length - 4];
-        System.arraycopy(framed, 4, payload, 0, payload.length);
-        return payload;
+        out.write(framed);
     }
 
-    private void writeState(byte[] payload) throws Exception {
-        byte[] framed = new byte[payload.length + 4];
-        int len = payload.length;
+    /**
+     * A state of the answer (int32 length, then the payload) as the state element that holds
+     * it, the same frame: one copy out of the answer.
+     */
+    private byte[] readFramed() throws IOException {
+        int len = in.readInt();
+        byte[] framed = new byte[len + 4];
         framed[0] = (byte) (len >>> 24);
         framed[1] = (byte) (len >>> 16);
         framed[2] = (byte) (len >>> 8);
         framed[3] = (byte) len;
-        System.arraycopy(payload, 0, framed, 4, len);
-        state.update(Collections.singletonList(framed));
+        in.readFully(framed, 4, len);
+        return framed;
     }
 
     private static int readBe32(byte[] b) {
