@@ -31,7 +31,7 @@ while the rows arrive: it keeps each row's bytes and counts them, and parses the
 last count per key) only once as many rows as events have arrived, after it has taken the
 last sample; if the counts are not right yet (a duplicate row made the number early) it goes
 on reading and checks again. Parsing each row as it arrived (``--reader parse``, the default
-until 2026-12-01) cost ~6-8 µs of CPU per event, taken from the 2 cores that a job with
+until 2026-12-01) cost ~5-8 µs of CPU per event (~2 now), taken from the 2 cores that a job with
 several busy threads (this project's JVM) needs more than a single-threaded peer does.
 
 An exactly-once variant's rows become readable only when its transaction commits (once per

@@ -105,11 +105,8 @@ class _BatchStore:
     it has exactly those bytes.
     """
 
-    def __init__(
-        self, core: ResolverCore, cache: OrderedDict[str, tuple[Any, bytes | None]]
-    ) -> None:
+    def __init__(self, core: ResolverCore) -> None:
         self._core = core
-        self._cache = cache
         self.good: dict[str, bytes | None] = {}
         self.objects: dict[str, Any] = {}
 
@@ -204,7 +201,7 @@ class BatchStep:
             raise RuntimeError(_version_mismatch(f"a request starting {magic:#010x}"))
         pos = _HEAD.size
         cache = self._cache
-        store = _BatchStore(core, cache)
+        store = _BatchStore(core)
         good, objects = store.good, store.objects
         keys: list[str] = []
         initial: list[bytes | None] = []
